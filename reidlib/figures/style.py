@@ -1,0 +1,57 @@
+"""One figure style for the whole book.
+
+Every figure helper in reidlib calls :func:`use_book_style` (cheap, idempotent) and takes colours from
+here, so the chapters look alike: colour-blind-safe palettes (Okabe-Ito for categories, a perceptually
+uniform map for heat maps), titled axes, labelled units.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: Okabe & Ito's colour-blind-safe categorical palette (black last: use it for "other").
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+#: Heat-map colormap for CAM / RAM / Grad-CAM overlays (perceptually uniform, readable in grey).
+HEATMAP_CMAP = "inferno"
+#: Diverging colormap for signed maps (e.g. RAM, which can be negative).
+DIVERGING_CMAP = "RdBu_r"
+#: Border colours of ranked lists: correct match / wrong match / query.
+MATCH_COLOR = "#009E73"
+MISMATCH_COLOR = "#D55E00"
+QUERY_COLOR = "#0072B2"
+
+_RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    "image.cmap": HEATMAP_CMAP,
+    "legend.frameon": False,
+}
+
+
+def use_book_style() -> None:
+    """Apply the book's matplotlib settings globally (idempotent)."""
+    plt.rcParams.update(_RC)
+
+
+def category_colors(n: int) -> list[str]:
+    """``n`` distinguishable colours; Okabe-Ito first, then seaborn's colour-blind palette, then tab20."""
+    if n <= len(OKABE_ITO):
+        return OKABE_ITO[:n]
+    import seaborn as sns
+
+    cb = [matplotlib.colors.to_hex(c) for c in sns.color_palette("colorblind", 10)]
+    extra = [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
+    pool = OKABE_ITO + [c for c in cb + extra if c not in OKABE_ITO]
+    return [pool[i % len(pool)] for i in range(n)]
