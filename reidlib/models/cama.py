@@ -1,0 +1,193 @@
+"""CAMA: Class Activation Maps Augmentation (seed 000, Yang et al., CVPR 2019, Sec. 3, Fig. 2).
+
+A ResNet whose stem and stages 1-3 are shared and whose stage 4 is copied ``N`` times (the copies do
+not share parameters). The last stride is removed as in PCB, so a 256x128 image gives 16x8 maps.
+Branch ``i`` then does
+
+* ``F^i = BN^i(T^i)``: a batch norm applied to every location of the stage-4 maps ``T^i`` (Eq. 3);
+* ``f^i = GAP(F^i)`` and ``S^i = W^i f^i`` with a bias-free linear classifier ``W^i`` (Eq. 3-4);
+* ``M^i_c(x, y) = sum_k W^i_{c,k} F^i_k(x, y)``, the class activation map (Eq. 4), so that
+  ``S^i = GAP(M^i)`` exactly; the Overlapped Activation Penalty (:mod:`reidlib.losses.oap`) reads it.
+
+At test time the descriptor is ``[f^1/|f^1|; ...; f^N/|f^N|]`` (Sec. 3.3). With ``N = 1`` the model is
+the IDE+BN baseline of Eq. 2-3.
+
+**BN before or after GAP.** Eq. 3 swaps ``BN(GAP(T))`` for ``GAP(BN(T))``, arguing both are linear.
+That holds at inference, where BN is a fixed per-channel affine map and commutes with averaging. In
+training they differ: the per-location BN (``BatchNorm2d`` on ``T``) estimates each channel's variance
+over ``B*h*w`` cells, which includes the spatial spread inside each image, while BN after GAP
+(``BatchNorm1d`` on ``GAP(T)``) sees only the ``B`` pooled values, whose variance is smaller. The
+means are identical; the scales (and so the gradients and learned ``gamma``) are not. We use the
+per-location BN, because it is what Fig. 2 draws and what makes ``F`` -- the tensor the CAMs are
+built from -- the normalised map itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reidlib.models.output import ReIDOutput
+
+
+def _clone_stage(stage: nn.Module) -> nn.Module:
+    try:
+        from reidlib.models.backbone import clone_stage
+    except ImportError:  # backbone module without the helper: an independent deep copy is the same thing
+        return copy.deepcopy(stage)
+    return clone_stage(stage)
+
+
+def _out_channels(stage: nn.Module) -> int:
+    """Channels produced by a torchvision-style ResNet stage (its last block's last BN)."""
+    bns = [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        raise ValueError("cannot infer the output channels of a stage without BatchNorm2d layers")
+    return bns[-1].num_features
+
+
+class CAMA(nn.Module):
+    """Multi-branch CAMA model (Fig. 2); ``num_branches = 1`` is IDE+BN.
+
+    Args:
+        num_classes: training identities ``C``.
+        num_branches: ``N``, copies of stage 4 (>= 1).
+        depth: ResNet depth (18, 34, 50, ...), passed to :class:`reidlib.models.backbone.ResNetBackbone`.
+        last_stride: stride of stage 4; 1 as in PCB (16x8 maps at 256x128), 2 for the plain ResNet.
+        pretrained: load ImageNet weights into the backbone (from the local cache; never downloads).
+        test_branches: branches (0-based) whose features form ``embedding``; ``None`` = all (Table 5
+            compares the 1st, 1st+2nd and all).
+        backbone: an already built backbone with ``stem`` and ``layer1..layer4`` (tests use this);
+            when given, ``depth``/``last_stride``/``pretrained`` are ignored.
+
+    ``forward(x)`` with ``x`` of shape ``(B, 3, H, W)`` returns a :class:`ReIDOutput` with, per branch,
+    ``logits`` ``(B, C)``, ``features`` ``f^i`` ``(B, d)`` and ``feature_maps`` ``F^i`` ``(B, d, h, w)``;
+    ``embedding`` ``(B, d * len(test_branches))``; ``extras["classifier_weights"]`` ``(N, C, d)``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_branches: int = 3,
+        depth: int = 50,
+        last_stride: int = 1,
+        pretrained: bool = False,
+        test_branches: Sequence[int] | None = None,
+        backbone: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if num_branches < 1:
+            raise ValueError(f"num_branches must be >= 1, got {num_branches}")
+        if backbone is None:
+            from reidlib.models.backbone import ResNetBackbone
+
+            backbone = ResNetBackbone(
+                depth=depth, last_stride=last_stride, pretrained=pretrained, allow_random_init=not pretrained
+            )
+        for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
+            if not hasattr(backbone, name):
+                raise ValueError(f"backbone must expose .{name} (a ResNet split into stages)")
+        self.num_classes = num_classes
+        self.num_branches = num_branches
+        self.shared = nn.Sequential(backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3)
+        # Every copy starts from the same (pretrained or random) stage-4 weights, as in the paper.
+        self.branches = nn.ModuleList(
+            [backbone.layer4] + [_clone_stage(backbone.layer4) for _ in range(num_branches - 1)]
+        )
+        self.feat_dim = _out_channels(backbone.layer4)
+        self.bns = nn.ModuleList([nn.BatchNorm2d(self.feat_dim) for _ in range(num_branches)])
+        self.classifiers = nn.ModuleList(
+            [nn.Linear(self.feat_dim, num_classes, bias=False) for _ in range(num_branches)]
+        )
+        for bn in self.bns:
+            nn.init.ones_(bn.weight)
+            nn.init.zeros_(bn.bias)
+        for fc in self.classifiers:
+            nn.init.normal_(fc.weight, std=0.001)
+        self.test_branches: list[int] = list(range(num_branches))
+        if test_branches is not None:
+            self.set_test_branches(test_branches)
+
+    def set_test_branches(self, branches: Sequence[int]) -> None:
+        """Choose which branches (0-based, in order) make up ``embedding`` (Table 5)."""
+        branches = list(branches)
+        if not branches or any(not 0 <= b < self.num_branches for b in branches):
+            raise ValueError(f"test branches must be a non-empty subset of 0..{self.num_branches - 1}, "
+                             f"got {branches}")
+        if len(set(branches)) != len(branches):
+            raise ValueError(f"test branches repeat an index: {branches}")
+        self.test_branches = branches
+
+    def classifier_parameters(self) -> list[nn.Parameter]:
+        """The ``W^i`` only: what the paper's first 10 epochs train."""
+        return [p for fc in self.classifiers for p in fc.parameters()]
+
+    def classifier_weights(self) -> Tensor:
+        """``(N, C, d)``: the stacked ``W^i`` (a differentiable view of the parameters)."""
+        return torch.stack([fc.weight for fc in self.classifiers])
+
+    def forward(self, x: Tensor) -> ReIDOutput:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"CAMA expects images (B, 3, H, W), got {tuple(x.shape)}")
+        shared = self.shared(x)
+        logits, features, maps = [], [], []
+        for stage, bn, fc in zip(self.branches, self.bns, self.classifiers, strict=True):
+            fmap = bn(stage(shared))  # F^i = BN(T^i), Eq. 3
+            feat = fmap.mean(dim=(2, 3))  # f^i = GAP(F^i)
+            maps.append(fmap)
+            features.append(feat)
+            logits.append(fc(feat))  # S^i = W^i f^i = GAP(M^i), Eq. 4
+        embedding = descriptor(features, self.test_branches)
+        return ReIDOutput(logits=logits, features=features, feature_maps=maps, embedding=embedding,
+                          extras={"classifier_weights": self.classifier_weights()})
+
+    def class_activation_maps(self, feature_map: Tensor, branch: int, classes: Tensor) -> Tensor:
+        """``M^i_c`` of Eq. 4 for one class per image.
+
+        Args:
+            feature_map: ``F^i`` of branch ``branch``, ``(B, d, h, w)``.
+            branch: 0-based branch index.
+            classes: ``(B,)`` class index per image.
+
+        Returns:
+            ``(B, h, w)`` maps whose spatial mean is the class score ``S^i_c``.
+        """
+        if not 0 <= branch < self.num_branches:
+            raise ValueError(f"branch must be in 0..{self.num_branches - 1}, got {branch}")
+        w = self.classifiers[branch].weight[classes]  # (B, d)
+        return torch.einsum("bdhw,bd->bhw", feature_map, w)
+
+
+def descriptor(features: Sequence[Tensor], branches: Sequence[int] | None = None) -> Tensor:
+    """Test descriptor of Sec. 3.3: the L2-normalised ``f^i`` of the chosen branches, concatenated.
+
+    Args:
+        features: per branch ``(B, d)``.
+        branches: 0-based indices in the order they are concatenated; ``None`` = all.
+
+    Returns:
+        ``(B, d * len(branches))``; each ``d``-wide block has unit norm.
+    """
+    idx = list(range(len(features))) if branches is None else list(branches)
+    if not idx or any(not 0 <= b < len(features) for b in idx):
+        raise ValueError(f"branches must index 0..{len(features) - 1}, got {idx}")
+    return torch.cat([F.normalize(features[b], dim=1) for b in idx], dim=1)
+
+
+def select_branches(embedding: Tensor, num_branches: int, branches: Sequence[int]) -> Tensor:
+    """Cut the blocks of ``branches`` out of a full ``(B, N*d)`` descriptor (no re-extraction needed).
+
+    Because each block is normalised on its own, this equals :func:`descriptor` on those branches.
+    """
+    if embedding.dim() != 2 or embedding.shape[1] % num_branches:
+        raise ValueError(f"embedding (B, N*d) with N={num_branches} expected, got {tuple(embedding.shape)}")
+    d = embedding.shape[1] // num_branches
+    if not branches or any(not 0 <= b < num_branches for b in branches):
+        raise ValueError(f"branches must index 0..{num_branches - 1}, got {list(branches)}")
+    return torch.cat([embedding[:, b * d : (b + 1) * d] for b in branches], dim=1)
