@@ -1,0 +1,143 @@
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reidlib.results.store import (
+    RunOutcome,
+    list_runs,
+    load_run,
+    load_runs,
+    lookup_metric,
+    run_or_reuse,
+    run_path,
+    save_run,
+    to_jsonable,
+)
+
+
+@dataclass
+class Cfg:
+    dataset: str = "synth_tiny"
+    seed: int = 3
+    lr: float = 0.01
+    size: tuple = (64, 32)
+    out: Path = Path("runs/x")
+
+
+def test_save_and_load_roundtrip_with_provenance(tmp_path):
+    path = save_run(
+        "cama",
+        "baseline",
+        "cpu",
+        {"mAP": np.float32(0.5), "cmc": [0.5, 0.7], "ap": {"trapezoid": 0.48}},
+        Cfg(),
+        "synth_tiny",
+        3,
+        12.3456,
+        history=[{"epoch": 1, "loss": float("nan")}],
+        root=tmp_path,
+    )
+    assert path == tmp_path / "cama" / "cpu" / "baseline.json"
+    rec = load_run("cama", "baseline", "cpu", root=tmp_path)
+    assert rec.metrics["mAP"] == pytest.approx(0.5)
+    assert rec.metric("ap.trapezoid") == 0.48
+    assert rec.config == {"dataset": "synth_tiny", "seed": 3, "lr": 0.01, "size": [64, 32], "out": "runs/x"}
+    assert rec.history[0]["loss"] is None  # NaN stored as null, file stays strict JSON
+    assert rec.wall_time_s == 12.346
+    prov = rec.provenance
+    assert set(prov) >= {"git", "versions", "device", "timestamp_utc"}
+    assert set(prov["versions"]) >= {"python", "torch", "torchvision", "numpy", "reidlib"}
+    assert prov["device"]["device"] == "cpu"
+    json.loads(path.read_text())  # strict JSON
+
+
+def test_env_overrides_results_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("REIDLIB_RESULTS", str(tmp_path / "r"))
+    assert run_path("c", "r1", "smoke") == tmp_path / "r" / "c" / "smoke" / "r1.json"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"chapter": "../x"}, "invalid chapter name"),
+        ({"run": "a/b"}, "invalid run name"),
+        ({"scale": "gpu"}, "unknown scale"),
+        ({"metrics": {}}, "non-empty mapping"),
+        ({"metrics": {"mAP": float("inf")}}, r"metrics.mAP is not finite"),
+        ({"metrics": {"mAP": "high"}}, r"metrics.mAP must be a number"),
+        ({"dataset": ""}, "dataset must be"),
+        ({"wall_time_s": -1}, "wall_time_s"),
+    ],
+)
+def test_save_rejects_bad_input(tmp_path, kwargs, match):
+    args = dict(
+        chapter="c",
+        run="r",
+        scale="cpu",
+        metrics={"mAP": 0.1},
+        config={},
+        dataset="d",
+        seed=0,
+        wall_time_s=1.0,
+        root=tmp_path,
+    )
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        save_run(**args)
+
+
+def test_unstorable_config_names_field():
+    with pytest.raises(TypeError, match=r"config.model"):
+        to_jsonable({"model": object()}, "config")
+
+
+def test_load_missing_run_lists_existing(tmp_path):
+    save_run("c", "a", "cpu", {"mAP": 0.1}, {}, "d", 0, 1.0, root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="stored runs: a"):
+        load_run("c", "b", "cpu", root=tmp_path)
+
+
+def test_lookup_metric_reports_available():
+    with pytest.raises(KeyError, match="available: a.b, c"):
+        lookup_metric({"a": {"b": 1}, "c": 2}, "a.x")
+
+
+def test_load_runs_dataframe(tmp_path):
+    save_run("c", "b", "smoke", {"mAP": 0.2, "ap": {"full": 0.2}}, {}, "d", 1, 1.0, root=tmp_path)
+    save_run("c", "a", "smoke", {"mAP": 0.1, "rank1": 0.3}, {}, "d", 0, 2.0, root=tmp_path)
+    df = load_runs("c", "smoke", root=tmp_path)
+    assert list(df["run"]) == ["a", "b"]
+    assert {"mAP", "rank1", "ap.full", "git_commit", "wall_time_s"} <= set(df.columns)
+    assert load_runs("c", "full", root=tmp_path).empty
+    assert list_runs("c", "cpu", root=tmp_path) == []
+
+
+def test_run_or_reuse_trains_then_reuses(tmp_path, capsys):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return RunOutcome(metrics={"mAP": 0.4}, history=[{"epoch": 1}])
+
+    first = run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path)
+    assert calls == [1] and not first.reused and first.dataset == "synth_tiny" and first.seed == 3
+    again = run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path)
+    assert calls == [1] and again.reused and again.metrics == {"mAP": 0.4}
+    assert "Reused c/cpu/r" in capsys.readouterr().out
+    run_or_reuse("c", "r", "cpu", Cfg(lr=0.1), train, reuse=True, root=tmp_path)
+    assert calls == [1, 1]
+    assert "config differs in lr" in capsys.readouterr().out
+    run_or_reuse("c", "r", "cpu", Cfg(lr=0.1), train, reuse=False, root=tmp_path)
+    assert calls == [1, 1, 1]
+
+
+def test_run_or_reuse_validates(tmp_path):
+    with pytest.raises(ValueError, match="pass dataset="):
+        run_or_reuse("c", "r", "cpu", {"seed": 1}, lambda: {"metrics": {"mAP": 1.0}}, root=tmp_path)
+    with pytest.raises(ValueError, match="must return a RunOutcome"):
+        run_or_reuse("c", "r", "cpu", {"dataset": "d"}, lambda: {"mAP": 1.0}, root=tmp_path)
+    rec = run_or_reuse("c", "r", "cpu", {"dataset": "d"}, lambda: {"metrics": {"mAP": 1.0}}, root=tmp_path)
+    assert rec.metrics == {"mAP": 1.0} and rec.seed is None
