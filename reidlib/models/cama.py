@@ -24,22 +24,14 @@ built from -- the normalised map itself.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reidlib.models.backbone import ResNetBackbone, clone_stage
 from reidlib.models.output import ReIDOutput
-
-
-def _clone_stage(stage: nn.Module) -> nn.Module:
-    try:
-        from reidlib.models.backbone import clone_stage
-    except ImportError:  # backbone module without the helper: an independent deep copy is the same thing
-        return copy.deepcopy(stage)
-    return clone_stage(stage)
 
 
 def _out_channels(stage: nn.Module) -> int:
@@ -85,8 +77,6 @@ class CAMA(nn.Module):
         if num_branches < 1:
             raise ValueError(f"num_branches must be >= 1, got {num_branches}")
         if backbone is None:
-            from reidlib.models.backbone import ResNetBackbone
-
             backbone = ResNetBackbone(
                 depth=depth, last_stride=last_stride, pretrained=pretrained, allow_random_init=not pretrained
             )
@@ -98,7 +88,7 @@ class CAMA(nn.Module):
         self.shared = nn.Sequential(backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3)
         # Every copy starts from the same (pretrained or random) stage-4 weights, as in the paper.
         self.branches = nn.ModuleList(
-            [backbone.layer4] + [_clone_stage(backbone.layer4) for _ in range(num_branches - 1)]
+            [backbone.layer4] + [clone_stage(backbone.layer4) for _ in range(num_branches - 1)]
         )
         self.feat_dim = _out_channels(backbone.layer4)
         self.bns = nn.ModuleList([nn.BatchNorm2d(self.feat_dim) for _ in range(num_branches)])

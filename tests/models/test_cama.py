@@ -135,3 +135,15 @@ def test_gradients_reach_every_branch():
     out = model(torch.randn(4, 3, 64, 32))
     sum(s.sum() for s in out.logits).backward()
     assert all(b[0].weight.grad is not None and b[0].weight.grad.abs().sum() > 0 for b in model.branches)
+
+
+def test_resnet_backbone_without_last_stride_gives_16x8_maps_at_256x128():
+    torch.manual_seed(0)
+    model = CAMA(num_classes=7, num_branches=2, depth=18, last_stride=1).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 256, 128))
+    assert all(m.shape == (1, 512, 16, 8) for m in out.feature_maps)
+    assert out.embedding.shape == (1, 1024)
+    assert len(list(model.shared.parameters())) > 0
+    shared_ids = {id(p) for p in model.shared.parameters()}
+    assert not shared_ids & {id(p) for p in model.branches.parameters()}
