@@ -1,0 +1,120 @@
+"""Identity-balanced ``P x K`` batch sampling for metric losses (Hermans et al., 2017).
+
+A batch-hard triplet loss needs every anchor to have positives and negatives in the same batch. The
+sampler builds each batch of ``P * K`` indices from ``P`` distinct identities with ``K`` images each.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from reidlib.data.records import Record
+
+__all__ = ["RandomIdentitySampler"]
+
+
+class RandomIdentitySampler(Sampler[int]):
+    """Yield dataset indices in batches of ``P = batch_size // num_instances`` identities x ``K`` images.
+
+    Each epoch, every identity's images are shuffled and cut into groups of ``K`` (an identity with fewer
+    than ``K`` images gets one group: all its images, topped up by repeats drawn with replacement; a
+    trailing partial group is dropped). An identity with ``n >= K`` images thus has ``n // K`` groups.
+    The epoch has ``sum(groups) // P`` batches; each batch draws ``P`` *distinct* identities, each with
+    probability proportional to its groups still unused, and takes one group from each. An identity
+    whose groups are used up is drawn only when fewer than ``P`` identities have groups left, and then
+    gets a freshly sampled group. So the length is exact, and every identity appears about as often as
+    its image count allows.
+
+    Use with ``DataLoader(dataset, batch_size=batch_size, sampler=sampler)`` (no shuffle); consecutive
+    ``batch_size`` indices form one ``P x K`` batch.
+
+    Args:
+        records: the training records (``Record`` or ``(path, pid, camid)``), or a plain sequence of pids.
+        batch_size: ``P * K``; must be a multiple of ``num_instances``.
+        num_instances: ``K`` images per identity.
+        seed: base seed; the order of epoch ``e`` depends only on ``(seed, e)``.
+
+    Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``); otherwise every epoch
+    repeats the same order.
+    """
+
+    def __init__(
+        self, records: Sequence[Record | tuple | int], batch_size: int, num_instances: int, seed: int = 0
+    ) -> None:
+        if num_instances < 1:
+            raise ValueError(f"num_instances (K) must be >= 1, got {num_instances}")
+        if batch_size < num_instances or batch_size % num_instances != 0:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a positive multiple of num_instances ({num_instances}) "
+                f"so that a batch is P identities x K images"
+            )
+        pids = [int(r) if isinstance(r, (int, np.integer)) else int(r[1]) for r in records]
+        self.batch_size = batch_size
+        self.num_instances = num_instances
+        self.num_pids_per_batch = batch_size // num_instances
+        self.seed = int(seed)
+        self.epoch = 0
+        index_of: dict[int, list[int]] = defaultdict(list)
+        for idx, pid in enumerate(pids):
+            index_of[pid].append(idx)
+        self.pids = sorted(index_of)
+        self.index_of = {pid: np.asarray(index_of[pid], dtype=np.int64) for pid in self.pids}
+        if len(self.pids) < self.num_pids_per_batch:
+            raise ValueError(
+                f"a batch needs P = {batch_size} // {num_instances} = {self.num_pids_per_batch} distinct "
+                f"identities but the records hold only {len(self.pids)}"
+            )
+        self._groups_per_pid = np.array(
+            [max(1, len(self.index_of[p]) // num_instances) for p in self.pids], dtype=np.int64
+        )
+        self.num_batches = int(self._groups_per_pid.sum()) // self.num_pids_per_batch
+        if self.num_batches == 0:  # cannot happen with >= P identities, each having >= 1 group
+            raise ValueError("the records are too few for a single batch")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next ``iter(sampler)`` produces."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_batches * self.batch_size
+
+    def _draw_group(self, rng: np.random.Generator, pid: int) -> np.ndarray:
+        """A group of K indices of ``pid``: all of them plus repeats when it has fewer than K images."""
+        idxs = self.index_of[pid]
+        k = self.num_instances
+        if len(idxs) >= k:
+            return rng.choice(idxs, size=k, replace=False)
+        extra = rng.choice(idxs, size=k - len(idxs), replace=True)
+        return rng.permutation(np.concatenate([idxs, extra]))
+
+    def _groups(self, rng: np.random.Generator, pid: int) -> list[np.ndarray]:
+        idxs = self.index_of[pid]
+        k = self.num_instances
+        if len(idxs) < k:
+            return [self._draw_group(rng, pid)]
+        shuffled = rng.permutation(idxs)
+        return [shuffled[i * k : (i + 1) * k] for i in range(len(idxs) // k)]
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        groups = {pid: self._groups(rng, pid) for pid in self.pids}
+        remaining = np.array([len(groups[p]) for p in self.pids], dtype=np.float64)
+        p = self.num_pids_per_batch
+        out: list[int] = []
+        for _ in range(self.num_batches):
+            # A tiny weight keeps exhausted identities drawable, so P distinct ones always exist.
+            weights = remaining + 1e-6
+            chosen = rng.choice(len(self.pids), size=p, replace=False, p=weights / weights.sum())
+            for j in chosen:
+                pid = self.pids[j]
+                if remaining[j] >= 1:
+                    remaining[j] -= 1
+                    group = groups[pid].pop()
+                else:
+                    group = self._draw_group(rng, pid)
+                out.extend(int(i) for i in group)
+        return iter(out)

@@ -1,0 +1,333 @@
+"""Image transforms for re-ID training and testing (torchvision v1 API).
+
+* :func:`build_train_transform` / :func:`build_test_transform`: the common fixed-size pipeline
+  (resize to ``height x width``, flip, pad + random crop, random erasing).
+* :class:`ProgressiveCutout`: seed 001's "cut-out" - a random rectangle replaced by random noise, whose
+  maximum size grows over training (a curriculum, Sec. 3.3).
+* :class:`AspectPreservingResize` + :func:`pad_collate`: seed 001's variable-size inputs - the largest
+  image side is scaled to ``M`` pixels without distortion, and a batch is zero-padded to a common size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import default_collate
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AspectPreservingResize",
+    "ProgressiveCutout",
+    "build_aspect_transform",
+    "build_test_transform",
+    "build_train_transform",
+    "find_progressive",
+    "pad_collate",
+    "set_transform_progress",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _check_size(height: int, width: int) -> None:
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got height={height} width={width}")
+
+
+class ProgressiveCutout(torch.nn.Module):
+    """Replace one random rectangle of a ``(C, H, W)`` float image with uniform noise in ``[0, 1)``.
+
+    Seed 001 ("Re-ID done right", Sec. 3.2-3.3) adds random noise to randomised regions and progressively
+    increases the maximum region size during training; it does not give the distribution, so this
+    choice is ours: at training progress ``p`` (0 at the start, 1 at the end) the largest allowed area,
+    as a fraction of the image, is
+
+        a_max(p) = start + (max_area_final - start) * p
+
+    and each call draws an area ``a ~ U(min_area, a_max(p))`` (nothing is cut while ``a_max <= min_area``),
+    an aspect ratio ``r`` log-uniform in ``aspect_range``, and a uniformly placed ``h x w`` rectangle
+    with ``h w = a H W`` and ``h / w = r`` (clipped to the image). Apply it after ``ToTensor`` and before
+    ``Normalize``, so the noise has the range of real pixels.
+
+    ``set_progress(p)`` may be called by the trainer every epoch or iteration. The progress lives in a
+    shared-memory tensor, so DataLoader worker processes (persistent or not) see the update.
+
+    Args:
+        max_area_final: ``a_max`` at the end of training, a fraction in ``(0, 1]``.
+        start: ``a_max`` at the start of training, in ``[0, max_area_final]``.
+        min_area: smallest area fraction drawn.
+        probability: chance that an image gets a cut-out at all.
+        aspect_range: ``(r_min, r_max)`` of height/width ratios.
+    """
+
+    def __init__(
+        self,
+        max_area_final: float,
+        start: float = 0.0,
+        min_area: float = 0.0,
+        probability: float = 1.0,
+        aspect_range: tuple[float, float] = (0.3, 3.3),
+    ) -> None:
+        super().__init__()
+        if not 0.0 < max_area_final <= 1.0:
+            raise ValueError(f"max_area_final must be in (0, 1], got {max_area_final}")
+        if not 0.0 <= start <= max_area_final:
+            raise ValueError(f"start must be in [0, max_area_final={max_area_final}], got {start}")
+        if not 0.0 <= min_area <= max_area_final:
+            raise ValueError(f"min_area must be in [0, max_area_final={max_area_final}], got {min_area}")
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        if len(aspect_range) != 2 or not 0 < aspect_range[0] <= aspect_range[1]:
+            raise ValueError(
+                f"aspect_range must be (r_min, r_max) with 0 < r_min <= r_max, got {aspect_range}"
+            )
+        self.max_area_final = float(max_area_final)
+        self.start = float(start)
+        self.min_area = float(min_area)
+        self.probability = float(probability)
+        self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))
+        self._progress = torch.zeros((), dtype=torch.float64).share_memory_()
+
+    @property
+    def progress(self) -> float:
+        """Training progress ``p`` in ``[0, 1]``."""
+        return float(self._progress)
+
+    def set_progress(self, p: float) -> None:
+        """Set training progress ``p`` in ``[0, 1]`` (e.g. ``epoch / (num_epochs - 1)``)."""
+        if not 0.0 <= p <= 1.0 or math.isnan(p):
+            raise ValueError(f"cut-out progress must be in [0, 1], got {p}")
+        self._progress.fill_(float(p))
+
+    def max_area(self, p: float | None = None) -> float:
+        """``a_max(p)``, the largest cut-out area fraction at progress ``p`` (default: current)."""
+        p = self.progress if p is None else p
+        return self.start + (self.max_area_final - self.start) * p
+
+    def sample_box(self, height: int, width: int, generator: torch.Generator | None = None
+                   ) -> tuple[int, int, int, int] | None:
+        """Draw ``(top, left, h, w)`` of one cut-out for an image of ``height x width``; ``None`` = none."""
+        a_max = self.max_area()
+        if a_max <= self.min_area or float(torch.rand((), generator=generator)) >= self.probability:
+            return None
+        u = torch.rand(2, generator=generator).tolist()
+        area = (self.min_area + (a_max - self.min_area) * u[0]) * height * width
+        lo, hi = math.log(self.aspect_range[0]), math.log(self.aspect_range[1])
+        ratio = math.exp(lo + (hi - lo) * u[1])
+        h = min(height, max(1, round(math.sqrt(area * ratio))))
+        w = min(width, max(1, round(math.sqrt(area / ratio))))
+        top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+        return top, left, h, w
+
+    def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if not isinstance(img, Tensor) or img.dim() != 3:
+            got = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
+            raise TypeError(
+                f"ProgressiveCutout expects a (C, H, W) tensor (use it after ToTensor), got {got}"
+            )
+        box = self.sample_box(img.shape[1], img.shape[2], generator)
+        if box is None:
+            return img
+        top, left, h, w = box
+        out = img.clone()
+        out[:, top : top + h, left : left + w] = torch.rand(
+            (img.shape[0], h, w), generator=generator, dtype=img.dtype
+        ).to(img.device)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"max_area_final={self.max_area_final}, start={self.start}, min_area={self.min_area}, "
+                f"probability={self.probability}, progress={self.progress:.3f}")
+
+
+def find_progressive(transform: Any) -> list[ProgressiveCutout]:
+    """Every :class:`ProgressiveCutout` inside ``transform`` (searches ``Compose`` and nested modules)."""
+    found: list[ProgressiveCutout] = []
+    stack = [transform]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, ProgressiveCutout):
+            found.append(t)
+        elif isinstance(t, T.Compose):
+            stack.extend(t.transforms)
+        elif isinstance(t, torch.nn.Module):
+            stack.extend(t.children())
+    return found
+
+
+def set_transform_progress(transform: Any, p: float) -> int:
+    """Call ``set_progress(p)`` on every curriculum transform in ``transform``; return how many."""
+    found = find_progressive(transform)
+    for t in found:
+        t.set_progress(p)
+    return len(found)
+
+
+def _to_tensor_stages(
+    normalize: bool, cutout: ProgressiveCutout | None, random_erasing: float
+) -> list[Callable]:
+    stages: list[Callable] = [T.ToTensor()]
+    if cutout is not None:
+        if not isinstance(cutout, ProgressiveCutout):
+            raise TypeError(f"cutout must be a ProgressiveCutout, got {type(cutout).__name__}")
+        stages.append(cutout)  # before Normalize: noise in pixel range [0, 1)
+    if normalize:
+        stages.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(f"random_erasing probability must be in [0, 1], got {random_erasing}")
+    if random_erasing > 0:
+        # Zhong et al.'s settings (area 2-40 %, aspect 0.3-3.3); value 0 after Normalize = the mean colour.
+        stages.append(T.RandomErasing(p=random_erasing, scale=(0.02, 0.4), ratio=(0.3, 3.3), value=0))
+    return stages
+
+
+def build_train_transform(
+    height: int,
+    width: int,
+    flip: bool = True,
+    pad: int = 10,
+    random_erasing: float = 0.0,
+    cutout: ProgressiveCutout | None = None,
+    normalize: bool = True,
+) -> T.Compose:
+    """Training pipeline: PIL image -> ``(3, height, width)`` float tensor.
+
+    Resize to ``height x width`` (bilinear), random horizontal flip (``flip``), zero-pad by ``pad`` pixels
+    and randomly crop back (``pad=0`` disables), ``ToTensor``, optional ``cutout`` (seed 001), ImageNet
+    normalisation (``normalize``), random erasing with probability ``random_erasing``.
+    """
+    _check_size(height, width)
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    stages: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
+    if flip:
+        stages.append(T.RandomHorizontalFlip(p=0.5))
+    if pad > 0:
+        stages += [T.Pad(pad), T.RandomCrop((height, width))]
+    stages += _to_tensor_stages(normalize, cutout, random_erasing)
+    return T.Compose(stages)
+
+
+def build_test_transform(height: int, width: int, normalize: bool = True) -> T.Compose:
+    """Test pipeline: resize to ``height x width``, ``ToTensor``, ImageNet normalisation."""
+    _check_size(height, width)
+    stages: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR),
+                              T.ToTensor()]
+    if normalize:
+        stages.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return T.Compose(stages)
+
+
+class AspectPreservingResize(torch.nn.Module):
+    """Scale an image so its largest side is ``max_side`` pixels, keeping the aspect ratio (seed 001).
+
+    Up-scales as well as down-scales (the paper up-scales Market's 256x128 to 416 on the long side).
+    Works on PIL images and ``(..., H, W)`` tensors; the short side is rounded to the nearest pixel
+    (at least 1).
+    """
+
+    def __init__(
+        self, max_side: int, interpolation: T.InterpolationMode = T.InterpolationMode.BILINEAR
+    ) -> None:
+        super().__init__()
+        if max_side < 1:
+            raise ValueError(f"max_side must be >= 1, got {max_side}")
+        self.max_side = int(max_side)
+        self.interpolation = interpolation
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(new_height, new_width)`` for an input of ``height x width``."""
+        if height < 1 or width < 1:
+            raise ValueError(f"image size must be positive, got {height}x{width}")
+        scale = self.max_side / max(height, width)
+        if height >= width:
+            return self.max_side, max(1, round(width * scale))
+        return max(1, round(height * scale)), self.max_side
+
+    def forward(self, img: Image.Image | Tensor) -> Image.Image | Tensor:
+        if isinstance(img, Image.Image):
+            width, height = img.size
+        elif isinstance(img, Tensor) and img.dim() >= 2:
+            height, width = img.shape[-2:]
+        else:
+            raise TypeError(
+                f"AspectPreservingResize expects a PIL image or a (..., H, W) tensor, got {type(img)}"
+            )
+        size = self.output_size(int(height), int(width))
+        if size == (height, width):
+            return img
+        return TF.resize(img, list(size), interpolation=self.interpolation, antialias=True)
+
+    def extra_repr(self) -> str:
+        return f"max_side={self.max_side}"
+
+
+def build_aspect_transform(
+    max_side: int, flip: bool = False, cutout: ProgressiveCutout | None = None, normalize: bool = True
+) -> T.Compose:
+    """Seed 001's pipeline: aspect-preserving resize to ``max_side``, optional flip and cut-out, ``ToTensor``,
+    normalisation. Batches of its outputs need :func:`pad_collate`. Without ``cutout``/``flip`` it is the
+    test pipeline."""
+    stages: list[Callable] = [AspectPreservingResize(max_side)]
+    if flip:
+        stages.append(T.RandomHorizontalFlip(p=0.5))
+    stages += _to_tensor_stages(normalize, cutout, 0.0)
+    return T.Compose(stages)
+
+
+def pad_collate(batch: Sequence[dict | Tensor]) -> dict[str, Tensor]:
+    """Collate images of different sizes by zero-padding each at the bottom and right to the largest
+    ``H`` and ``W`` of the batch.
+
+    Args:
+        batch: items of :class:`reidlib.data.dataset.ImageDataset` (dicts with ``"image"`` ``(C, H_i, W_i)``
+            and scalar fields) or bare ``(C, H_i, W_i)`` tensors.
+
+    Returns:
+        ``{"image": (B, C, H, W), "sizes": (B, 2) int64 of (H_i, W_i), "mask": (B, 1, H, W) bool (True on
+        real pixels), ...}`` plus every other field of the items stacked with the default collate
+        (``"pid"``, ``"camid"``, ``"index"`` as ``(B,)`` tensors).
+    """
+    if len(batch) == 0:
+        raise ValueError("pad_collate got an empty batch")
+    items = [b if isinstance(b, dict) else {"image": b} for b in batch]
+    images = []
+    for i, item in enumerate(items):
+        img = item.get("image")
+        if not isinstance(img, Tensor) or img.dim() != 3:
+            got = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
+            raise ValueError(f"pad_collate: item {i} must hold a (C, H, W) image tensor, got {got}")
+        images.append(img)
+    channels = {img.shape[0] for img in images}
+    if len(channels) != 1:
+        raise ValueError(f"pad_collate: images have different channel counts {sorted(channels)}")
+    height = max(img.shape[1] for img in images)
+    width = max(img.shape[2] for img in images)
+    out = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    mask = torch.zeros((len(images), 1, height, width), dtype=torch.bool)
+    sizes = torch.zeros((len(images), 2), dtype=torch.int64)
+    for i, img in enumerate(images):
+        h, w = img.shape[1:]
+        out[i, :, :h, :w] = img
+        mask[i, :, :h, :w] = True
+        sizes[i] = torch.tensor([h, w])
+    collated: dict[str, Tensor] = {"image": out, "sizes": sizes, "mask": mask}
+    keys = set(items[0]) - {"image"}
+    for i, item in enumerate(items):
+        if set(item) - {"image"} != keys:
+            raise ValueError(
+                f"pad_collate: item {i} has fields {sorted(item)}, item 0 has {sorted(items[0])}"
+            )
+    for key in sorted(keys):
+        collated[key] = default_collate([item[key] for item in items])
+    return collated
