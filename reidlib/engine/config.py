@@ -1,0 +1,305 @@
+"""Training configuration: optimizer, LR schedule and trainer settings as nested dataclasses.
+
+A YAML file maps onto these dataclasses key for key (:func:`from_dict`); an unknown key, a missing
+required key or a value of the wrong type raises an error that names the dotted field path and the file,
+so a typo in a config never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+T = TypeVar("T")
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "step", "multistep", "log_decay")
+PROGRESS_MODES = ("auto", "bar", "line", "none")
+
+
+@dataclass
+class OptimizerConfig:
+    """Which optimizer and its hyper-parameters.
+
+    Attributes:
+        name: ``"adam"`` (seed 000), ``"adamw"`` or ``"sgd"`` (seed 001, with momentum 0.9).
+        lr: base learning rate of every parameter group (a group may scale it by ``lr_mult``).
+        weight_decay: L2 penalty (decoupled for ``adamw``).
+        momentum: SGD momentum; ignored by Adam.
+        nesterov: SGD Nesterov momentum.
+        betas: Adam ``(beta1, beta2)``.
+    """
+
+    name: str = "adam"
+    lr: float = 3e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer.name={self.name!r}; expected one of {OPTIMIZERS}")
+        if not self.lr > 0:
+            raise ValueError(f"optimizer.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        self.betas = tuple(self.betas)  # YAML gives lists
+        if len(self.betas) != 2:
+            raise ValueError(f"optimizer.betas must have two entries, got {self.betas}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, as a factor on the base LR (see :mod:`reidlib.engine.schedules`).
+
+    All counts are in *schedule steps*: epochs, or optimizer iterations when ``per_iteration`` is true.
+
+    Attributes:
+        kind: ``"constant"``; ``"step"`` (times ``gamma`` every ``step_size`` steps); ``"multistep"``
+            (times ``gamma`` at each of ``milestones``); ``"log_decay"`` (log-linear decay from the base
+            LR to ``final_lr``, or halving every ``half_life`` steps, seed 001).
+        step_size: period of ``"step"``.
+        milestones: steps at which ``"multistep"`` multiplies by ``gamma``. Like ``step_size`` they count
+            from the start of training, warm-up included (BDB's milestones are absolute epochs).
+        gamma: decay factor of ``"step"``/``"multistep"``.
+        warmup: number of linear warm-up steps at the start (0: none).
+        warmup_start_factor: LR factor of the first warm-up step (seed 000: 3e-6 / 3e-4 = 0.01).
+        final_lr: ``"log_decay"``: LR of the last step (seed 001: 1e-2 -> 1e-4).
+        half_life: ``"log_decay"`` alternative to ``final_lr``: the LR halves every ``half_life`` steps
+            (seed 001's ranking stage halves it every 512 iterations).
+        per_iteration: step the schedule after every optimizer step instead of every epoch.
+    """
+
+    kind: str = "constant"
+    step_size: int = 0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup: int = 0
+    warmup_start_factor: float = 0.01
+    final_lr: float | None = None
+    half_life: float | None = None
+    per_iteration: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule.kind={self.kind!r}; expected one of {SCHEDULES}")
+        if self.kind == "step" and self.step_size <= 0:
+            raise ValueError(f"schedule.kind='step' needs step_size > 0, got {self.step_size}")
+        if self.kind == "multistep":
+            if not self.milestones:
+                raise ValueError("schedule.kind='multistep' needs a non-empty milestones list")
+            if list(self.milestones) != sorted(self.milestones):
+                raise ValueError(f"schedule.milestones must be increasing, got {self.milestones}")
+        if self.kind == "log_decay":
+            if (self.final_lr is None) == (self.half_life is None):
+                raise ValueError("schedule.kind='log_decay' needs exactly one of final_lr and half_life")
+            if self.final_lr is not None and not self.final_lr > 0:
+                raise ValueError(f"schedule.final_lr must be > 0, got {self.final_lr}")
+            if self.half_life is not None and not self.half_life > 0:
+                raise ValueError(f"schedule.half_life must be > 0, got {self.half_life}")
+        if self.warmup < 0:
+            raise ValueError(f"schedule.warmup must be >= 0, got {self.warmup}")
+        if not 0 < self.warmup_start_factor <= 1:
+            raise ValueError(f"schedule.warmup_start_factor is not in (0, 1]: {self.warmup_start_factor}")
+        if not self.gamma > 0:
+            raise ValueError(f"schedule.gamma must be > 0, got {self.gamma}")
+        self.milestones = [int(m) for m in self.milestones]
+
+
+@dataclass
+class TrainConfig:
+    """How :class:`reidlib.engine.trainer.Trainer` trains.
+
+    Attributes:
+        epochs: number of passes over the training loader.
+        optimizer: optimizer settings.
+        schedule: LR schedule settings.
+        grad_accum_steps: micro-batches whose gradients are summed before one optimizer step (seed 001
+            accumulates per-triplet gradients to reach its effective batch size). The loss of each
+            micro-batch is divided by this number, so the step sees the mean gradient.
+        amp: mixed precision (float16 autocast + gradient scaling); only takes effect on CUDA.
+        seed: seed of python, numpy and torch RNGs.
+        deterministic: ask torch for deterministic kernels (warn-only where none exists).
+        max_iters_per_epoch: stop each epoch after this many batches (``None``: the whole loader).
+        checkpoint_every: write ``epoch_XXX.pt`` every this many epochs (0: only ``latest.pt``,
+            which is rewritten after every epoch so a killed run can resume).
+        clip_grad_norm: clip the global gradient norm to this value (``None``: no clipping).
+        progress: ``"auto"`` (a tqdm bar on a terminal, one summary line per epoch otherwise),
+            ``"bar"``, ``"line"`` or ``"none"``.
+    """
+
+    epochs: int = 10
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_accum_steps: int = 1
+    amp: bool = True
+    seed: int = 0
+    deterministic: bool = True
+    max_iters_per_epoch: int | None = None
+    checkpoint_every: int = 0
+    clip_grad_norm: float | None = None
+    progress: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"train.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch < 1:
+            raise ValueError(f"train.max_iters_per_epoch must be >= 1 or null: {self.max_iters_per_epoch}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"train.clip_grad_norm must be > 0 or null, got {self.clip_grad_norm}")
+        if self.progress not in PROGRESS_MODES:
+            raise ValueError(f"train.progress={self.progress!r}; expected one of {PROGRESS_MODES}")
+
+
+class ConfigError(ValueError):
+    """A config file or dict does not match its dataclass (unknown key, bad type, missing field)."""
+
+
+def _where(path: str, source: str | None) -> str:
+    return f"{path or '<root>'}" + (f" in {source}" if source else "")
+
+
+def _convert(value: Any, tp: Any, path: str, source: str | None) -> Any:
+    """Convert a plain YAML value to the annotated type ``tp``, recursing into dataclasses."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{_where(path, source)}: null is not allowed (expected {tp})")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, path, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_where(path, source)}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, source=source, _path=path)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(path, source)}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{_where(path, source)}: expected {len(args)} entries, got {value!r}")
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_convert(v, a, f"{path}[{i}]", source) for i, (v, a) in pairs)
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{path}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_where(path, source)}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # PyYAML reads "3e-4" (no dot) as a string; accept numeric strings.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{_where(path, source)}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{_where(path, source)}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{_where(path, source)}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(path, source)}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], source: str | None = None, _path: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping (e.g. parsed YAML).
+
+    Missing keys take the dataclass defaults. ``source`` (a file name) is quoted in error messages.
+
+    Raises:
+        ConfigError: unknown key, missing required key, or wrong value type; the message names the
+            dotted field path (``train.optimizer.lr``) and ``source``.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_where(_path, source)}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = _where(_path, source)
+        raise ConfigError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{_path}.{name}" if _path else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], sub, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_where(sub, source)}: required field is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{_where(_path, source)}: {err}") from err
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (possibly nested) as plain dicts/lists, ready for YAML or JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def load_yaml_config(cls: type[T], path: str | os.PathLike[str]) -> T:
+    """Read a YAML file into dataclass ``cls`` (see :func:`from_dict`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: the file is not a YAML mapping or does not match ``cls``.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{p}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return from_dict(cls, data, source=str(p))

@@ -1,0 +1,366 @@
+"""The one training loop every recipe uses.
+
+``Trainer(model, loss_fn, train_loader, cfg, out_dir).fit()`` runs ``cfg.epochs`` epochs and after each
+one writes ``out_dir/latest.pt`` (everything needed to continue: model, optimizer, scheduler, gradient
+scaler, RNG and loader-generator states, history) and ``out_dir/history.json``. ``fit(resume=True)``
+continues from ``latest.pt`` when it exists; because every random state is restored, a resumed run ends
+with the same weights as an uninterrupted one (bit-identical on CPU).
+
+The loss contract: ``loss_fn(output: ReIDOutput, batch: dict) -> (loss, terms)`` where ``batch`` holds
+the loader's tensors on the device (``"image"`` ``(B, 3, H, W)``, ``"pid"`` ``(B,)``, ``"camid"``,
+``"index"``), ``loss`` is a scalar tensor and ``terms`` maps names to floats for the log.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from reidlib.engine.checkpoint import CHECKPOINT_VERSION, LATEST, load_checkpoint, save_checkpoint
+from reidlib.engine.config import TrainConfig, to_dict
+from reidlib.engine.history import History
+from reidlib.engine.schedules import build_optimizer, build_scheduler
+from reidlib.engine.seeding import get_rng_state, seed_everything, set_rng_state
+from reidlib.models.output import ReIDOutput
+
+LossFn = Callable[[ReIDOutput, dict[str, Any]], tuple[Tensor, Mapping[str, float]]]
+ForwardFn = Callable[[nn.Module, dict[str, Any]], ReIDOutput]
+
+_TUPLE_KEYS = ("image", "pid", "camid", "index")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names epoch, iteration, loss terms and the
+    checkpoint written just before raising."""
+
+
+def as_batch_dict(batch: Any) -> dict[str, Any]:
+    """A loader batch as a dict: dicts pass through, tuples ``(image, pid, camid[, index])`` are named.
+
+    Raises:
+        TypeError: neither a dict nor a tuple/list of 2 to 4 entries.
+    """
+    if isinstance(batch, Mapping):
+        if "image" not in batch:
+            raise TypeError(f"batch dict has no 'image' entry (keys: {sorted(batch)})")
+        return dict(batch)
+    if isinstance(batch, (list, tuple)) and 2 <= len(batch) <= 4:
+        return dict(zip(_TUPLE_KEYS, batch, strict=False))
+    raise TypeError("expected a batch dict or a tuple (image, pid, camid[, index]), "
+                    f"got {type(batch).__name__}")
+
+
+def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of ``batch`` to ``device`` (other entries are kept as they are)."""
+    nb = device.type == "cuda"
+    return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def default_forward(model: nn.Module, batch: dict[str, Any]) -> ReIDOutput:
+    """``model(batch["image"])``; recipes whose model needs labels in training pass their own."""
+    return model(batch["image"])
+
+
+def _loader_generators(loader: Iterable) -> list[torch.Generator]:
+    """The distinct torch generators a DataLoader draws its order and worker seeds from."""
+    found: list[torch.Generator] = []
+    candidates = [getattr(loader, "generator", None)]
+    for holder in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        candidates.append(getattr(holder, "generator", None))
+        candidates.append(getattr(getattr(holder, "sampler", None), "generator", None))
+    for g in candidates:
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
+def _epoch_samplers(loader: Iterable) -> list[Any]:
+    """Samplers of ``loader`` that have ``set_epoch`` (each reshuffles per epoch)."""
+    out = []
+    for holder in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+                   getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        has_set_epoch = callable(getattr(holder, "set_epoch", None))
+        if holder is not None and has_set_epoch and all(holder is not o for o in out):
+            out.append(holder)
+    return out
+
+
+class Trainer:
+    """Trains ``model`` with ``loss_fn`` on ``train_loader`` as ``cfg`` says; see the module docstring.
+
+    Args:
+        model: returns a :class:`ReIDOutput` (through ``forward_fn``).
+        loss_fn: ``(output, batch) -> (scalar loss, {name: float})``.
+        train_loader: yields batch dicts (or ``(image, pid, camid[, index])`` tuples). For a resumable
+            shuffled order give the DataLoader a ``generator`` (see
+            :func:`reidlib.engine.seeding.make_generator`); its state is checkpointed.
+        cfg: optimizer, schedule, epochs, accumulation, AMP, seed.
+        out_dir: where ``latest.pt``, ``epoch_XXX.pt`` and ``history.json`` go.
+        device: ``"cpu"``, ``"cuda"``, ...
+        param_groups: optimizer parameter groups (dicts with ``params`` and optional ``lr``,
+            ``lr_mult``, ``weight_decay``); default: all model parameters in one group.
+        callbacks: see :mod:`reidlib.engine.callbacks`.
+        forward_fn: ``(model, batch) -> ReIDOutput``; default ``model(batch["image"])``.
+        record: extra plain data stored in each checkpoint under ``"record"`` (e.g. the recipe config).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train_loader: Iterable,
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        device: str | torch.device = "cpu",
+        param_groups: Sequence[dict[str, Any]] | None = None,
+        callbacks: Sequence[Any] = (),
+        forward_fn: ForwardFn | None = None,
+        record: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.train_loader = train_loader
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.callbacks = list(callbacks)
+        self.forward_fn = forward_fn or default_forward
+        self.record = dict(record or {})
+
+        self.batches_per_epoch = self._batches_per_epoch()
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum_steps)
+        self.optimizer = build_optimizer(param_groups if param_groups is not None else model, cfg.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.epochs, self.steps_per_epoch,
+                                         base_lr=cfg.optimizer.lr)
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch = 0  # finished epochs
+        self.global_step = 0  # optimizer steps taken
+        self.history = History()
+        self.progress = self._progress_mode(cfg.progress)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _batches_per_epoch(self) -> int:
+        try:
+            n = len(self.train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            if self.cfg.max_iters_per_epoch is None:
+                raise ValueError("the training loader has no len(); set train.max_iters_per_epoch") from None
+            n = self.cfg.max_iters_per_epoch
+        if self.cfg.max_iters_per_epoch is not None:
+            n = min(n, self.cfg.max_iters_per_epoch)
+        if n < 1:
+            raise ValueError("the training loader yields no batches (is the dataset smaller than one batch "
+                             "with drop_last=True?)")
+        return n
+
+    @staticmethod
+    def _progress_mode(mode: str) -> str:
+        if mode == "auto":
+            return "bar" if sys.stderr.isatty() else "line"
+        return mode
+
+    @property
+    def latest_path(self) -> Path:
+        return self.out_dir / LATEST
+
+    @property
+    def lr(self) -> float:
+        """Current LR of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training, as tensors and plain data."""
+        sampler_states = [s.state_dict() for s in _epoch_samplers(self.train_loader)
+                          if callable(getattr(s, "state_dict", None))]
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": History(self.history.epochs).to_list(),
+            "rng": get_rng_state(),
+            "loader": {"generators": [g.get_state() for g in _loader_generators(self.train_loader)],
+                       "samplers": sampler_states},
+            "callbacks": [cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None
+                          for cb in self.callbacks],
+            "config": to_dict(self.cfg),
+            "record": self.record,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (model, optimizer, scheduler, scaler, RNGs, loader, history).
+
+        Raises:
+            ValueError: the state was written by an incompatible version or a different loader setup.
+        """
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = History(state["history"])
+        set_rng_state(state["rng"])
+        gens = _loader_generators(self.train_loader)
+        saved = state["loader"]["generators"]
+        if len(saved) != len(gens):
+            raise ValueError(f"checkpoint has {len(saved)} loader generator state(s), "
+                             f"the loader has {len(gens)}")
+        for g, s in zip(gens, saved, strict=True):
+            g.set_state(s)
+        samplers = [s for s in _epoch_samplers(self.train_loader)
+                    if callable(getattr(s, "load_state_dict", None))]
+        for s, st in zip(samplers, state["loader"]["samplers"], strict=False):
+            s.load_state_dict(st)
+        for cb, st in zip(self.callbacks, state.get("callbacks", []), strict=False):
+            if st is not None and callable(getattr(cb, "load_state_dict", None)):
+                cb.load_state_dict(st)
+
+    def save(self, path: Path | None = None) -> Path:
+        """Write the training state (default: ``out_dir/latest.pt``)."""
+        return save_checkpoint(self.state_dict(), path or self.latest_path)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, resume: bool = True) -> History:
+        """Train until ``cfg.epochs`` epochs are done; with ``resume``, continue from ``latest.pt``.
+
+        Returns the full history (restored epochs included).
+
+        Raises:
+            NonFiniteLossError: the loss became NaN/inf (a checkpoint of that moment is saved first).
+        """
+        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        if resume and self.latest_path.is_file():
+            self.load_state_dict(load_checkpoint(self.latest_path, map_location=self.device))
+            if self.progress != "none":
+                print(f"resumed from {self.latest_path} after epoch {self.epoch}/{self.cfg.epochs}",
+                      flush=True)
+        for epoch in range(self.epoch, self.cfg.epochs):
+            logs = self._run_epoch(epoch)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_epoch_end"):
+                    cb.on_epoch_end(self, epoch, logs)
+            self.history.append(logs)
+            self.epoch = epoch + 1
+            self.save()
+            if self.cfg.checkpoint_every and self.epoch % self.cfg.checkpoint_every == 0:
+                self.save(self.out_dir / f"epoch_{self.epoch:03d}.pt")
+            self.history.save(self.out_dir / "history.json")
+            if self.progress == "line":
+                print(self._summary_line(logs), flush=True)
+        return self.history
+
+    def _summary_line(self, logs: Mapping[str, Any]) -> str:
+        skip = {"epoch", "lr", "time_s", "images_per_s", "iterations", "loss"}
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in skip and isinstance(v, float))
+        return (f"epoch {logs['epoch']}/{self.cfg.epochs}  loss {logs['loss']:.4f}"
+                + (f" ({terms})" if terms else "")
+                + f"  lr {logs['lr']:.2e}  {logs['time_s']:.1f} s  {logs['images_per_s']:.0f} img/s")
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        self.model.train()
+        for s in _epoch_samplers(self.train_loader):
+            s.set_epoch(epoch)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_epoch_start"):
+                cb.on_epoch_start(self, epoch)
+        lr_start = self.lr
+        sums: dict[str, float] = defaultdict(float)
+        n_batches = n_images = 0
+        accum = cfg.grad_accum_steps
+        total = self.batches_per_epoch
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=self.progress != "bar",
+                   leave=True, dynamic_ncols=True, file=sys.stderr)
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, raw in enumerate(self.train_loader):
+            if i >= total:
+                break
+            batch = batch_to_device(as_batch_dict(raw), self.device)
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                output = self.forward_fn(self.model, batch)
+                loss, terms = self.loss_fn(output, batch)
+            if not torch.is_tensor(loss) or loss.ndim != 0:
+                raise TypeError(f"loss_fn must return a scalar tensor first, got {type(loss).__name__} "
+                                f"{tuple(getattr(loss, 'shape', ()))}")
+            terms = {k: float(v) for k, v in terms.items()}
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                self._fail(epoch, i, loss_value, terms, batch)
+            # The last group of an epoch may be shorter than `accum`; divide by its true size so every
+            # optimizer step sees the mean gradient of its micro-batches.
+            group_start = (i // accum) * accum
+            group_size = min(accum, total - group_start)
+            self.scaler.scale(loss / group_size).backward()
+            sums["loss"] += loss_value
+            for k, v in terms.items():
+                if k != "loss":
+                    sums[k] += v
+            n_batches += 1
+            n_images += int(batch["image"].shape[0])
+            if i + 1 - group_start == group_size:
+                self._optimizer_step()
+                logs = {"loss": loss_value, **terms, "lr": self.lr}
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self, self.global_step, logs)
+            bar.update(1)
+            if self.progress == "bar":
+                bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4f}", lr=f"{self.lr:.2e}", refresh=False)
+        bar.close()
+        if n_batches == 0:
+            raise ValueError(f"epoch {epoch + 1}: the training loader yielded no batches")
+        if n_batches < total:
+            raise ValueError(f"epoch {epoch + 1}: the training loader yielded {n_batches} batches, "
+                             f"expected {total} (its length changed?)")
+        if not cfg.schedule.per_iteration:
+            self.scheduler.step()
+        elapsed = time.perf_counter() - t0
+        logs: dict[str, Any] = {"epoch": epoch + 1, "lr": lr_start}
+        logs.update({k: v / n_batches for k, v in sums.items()})
+        logs.update({"time_s": elapsed, "images_per_s": n_images / max(elapsed, 1e-9),
+                     "iterations": n_batches})
+        return logs
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.cfg.schedule.per_iteration:
+            self.scheduler.step()
+
+    def _fail(self, epoch: int, it: int, loss: float, terms: Mapping[str, float],
+              batch: Mapping[str, Any]) -> None:
+        state = self.state_dict()
+        state["failure"] = {"epoch": epoch + 1, "iteration": it + 1, "loss": loss, "terms": dict(terms)}
+        if torch.is_tensor(batch.get("index")):
+            state["failure"]["batch_index"] = batch["index"].detach().cpu()
+        path = save_checkpoint(state, self.out_dir / f"nonfinite_epoch{epoch + 1:03d}_iter{it + 1:05d}.pt")
+        term_text = ", ".join(f"{k}={v:.4g}" for k, v in terms.items()) or "none"
+        raise NonFiniteLossError(
+            f"non-finite loss {loss} at epoch {epoch + 1}, iteration {it + 1} of {self.batches_per_epoch} "
+            f"(optimizer step {self.global_step}); loss terms: {term_text}. The state at that moment is "
+            f"saved in {path}; {self.latest_path.name} still holds the last finished epoch."
+        )

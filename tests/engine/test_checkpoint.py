@@ -1,0 +1,111 @@
+import math
+
+import pytest
+import torch
+
+from reidlib.engine.callbacks import Callback
+from reidlib.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from reidlib.engine.seeding import get_rng_state, set_rng_state
+from reidlib.engine.trainer import NonFiniteLossError, Trainer
+
+from .conftest import TinyReID, ce_loss, shuffled_loader
+
+
+def make_cfg(epochs: int, **kw) -> TrainConfig:
+    return TrainConfig(epochs=epochs, optimizer=OptimizerConfig(name="adam", lr=1e-2),
+                       schedule=ScheduleConfig(kind="step", step_size=2, gamma=0.5, warmup=1),
+                       progress="none", **kw)
+
+
+class KillDuringEpoch(Callback):
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, trainer, step, logs):
+        if trainer.epoch == self.epoch and step == self.step:
+            raise KeyboardInterrupt
+
+
+def make_trainer(out, epochs, **kw):
+    torch.manual_seed(0)
+    return Trainer(TinyReID(), ce_loss, shuffled_loader(), make_cfg(epochs, **kw), out)
+
+
+def test_resume_after_kill_gives_identical_weights(tmp_path):
+    full = make_trainer(tmp_path / "full", 4)
+    full.fit()
+
+    killed = make_trainer(tmp_path / "part", 4)
+    killed.callbacks.append(KillDuringEpoch(epoch=2, step=10))  # dies in the middle of epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    assert load_checkpoint(tmp_path / "part" / "latest.pt")["epoch"] == 2
+
+    torch.manual_seed(123)  # the new process's own model init and RNG use must not matter
+    resumed = Trainer(TinyReID(), ce_loss, shuffled_loader(seed=5), make_cfg(4), tmp_path / "part")
+    history = resumed.fit(resume=True)
+
+    assert len(history) == 4 and [h["epoch"] for h in history] == [1, 2, 3, 4]
+    expected = full.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    assert [h["loss"] for h in history] == [h["loss"] for h in full.history]
+    assert resumed.global_step == full.global_step == 16
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    t = make_trainer(tmp_path, 2, checkpoint_every=1)
+    t.fit()
+    state = torch.load(tmp_path / "latest.pt", weights_only=True)
+    assert state["epoch"] == 2 and (tmp_path / "epoch_001.pt").is_file()
+    expected = {"model", "optimizer", "scheduler", "scaler", "rng", "history", "loader", "global_step"}
+    assert set(state) >= expected
+    model = TinyReID()
+    load_model_weights(model, tmp_path / "latest.pt")
+    assert torch.equal(model.classifier.weight, t.model.classifier.weight)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_rng_state_round_trip(tmp_path):
+    import random
+
+    import numpy as np
+
+    save_checkpoint({"rng": get_rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    save_checkpoint({"model": {"w": torch.zeros(3)}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt"):
+        load_model_weights(TinyReID(), tmp_path / "other.pt")
+
+
+def test_non_finite_loss_saves_and_names_iteration(tmp_path):
+    calls = {"n": 0}
+
+    def exploding(output, batch):
+        calls["n"] += 1
+        loss, terms = ce_loss(output, batch)
+        if calls["n"] == 7:  # epoch 2, iteration 3 (4 batches per epoch)
+            loss = loss * math.inf
+            terms["ce"] = math.inf
+        return loss, terms
+
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), exploding, shuffled_loader(), make_cfg(3), tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, iteration 3 .*ce=inf") as err:
+        t.fit()
+    saved = list(tmp_path.glob("nonfinite_*.pt"))
+    assert len(saved) == 1 and saved[0].name in str(err.value)
+    state = load_checkpoint(saved[0])
+    assert state["failure"]["iteration"] == 3 and state["failure"]["batch_index"].shape == (8,)
+    assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 1  # last good epoch is kept for resuming

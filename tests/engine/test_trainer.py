@@ -1,0 +1,161 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from reidlib.engine.callbacks import Callback, FreezeParameters, PeriodicEvaluation, SetProgress
+from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from reidlib.engine.trainer import Trainer
+from reidlib.models.output import ReIDOutput
+
+from .conftest import TinyReID, ce_loss, shuffled_loader
+
+
+class LinearReID(nn.Module):
+    """No BN, no dropout: the gradient of a batch is the mean of its samples' gradients."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(24, 4)
+
+    def forward(self, x):
+        f = x.flatten(1)
+        return ReIDOutput(logits=[self.classifier(f)], features=[f], feature_maps=[x], embedding=f)
+
+
+def cfg(epochs=2, **kw) -> TrainConfig:
+    kw.setdefault("optimizer", OptimizerConfig(name="sgd", lr=0.1, weight_decay=0.0, momentum=0.0))
+    return TrainConfig(epochs=epochs, progress="none", **kw)
+
+
+def tensor_loader(batch_size: int) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, 4, 2, generator=g)
+    y = torch.arange(24) % 4
+    return DataLoader(TensorDataset(x, y, torch.zeros(24, dtype=torch.long)), batch_size=batch_size)
+
+
+def test_gradient_accumulation_matches_large_batch(tmp_path):
+    torch.manual_seed(0)
+    big = Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(), tmp_path / "big")
+    torch.manual_seed(0)
+    small = Trainer(LinearReID(), ce_loss, tensor_loader(4), cfg(grad_accum_steps=2), tmp_path / "small")
+    big.fit()
+    small.fit()
+    assert small.global_step == big.global_step == 6
+    torch.testing.assert_close(small.model.classifier.weight, big.model.classifier.weight)
+
+
+def test_accumulation_with_short_last_group(tmp_path):
+    # 24 samples in batches of 4 = 6 batches, accumulated by 4 -> steps of 4 and 2 batches
+    torch.manual_seed(0)
+    t = Trainer(LinearReID(), ce_loss, tensor_loader(4), cfg(epochs=1, grad_accum_steps=4), tmp_path)
+    t.fit()
+    assert t.global_step == 2 and t.steps_per_epoch == 2
+
+
+def test_learns_and_writes_history(tmp_path):
+    torch.manual_seed(0)
+    c = cfg(epochs=10, optimizer=OptimizerConfig(lr=5e-2))
+    t = Trainer(TinyReID(), ce_loss, shuffled_loader(), c, tmp_path)
+    history = t.fit()
+    assert history.epochs[-1]["loss"] < 0.5 * history.epochs[0]["loss"]
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert [e["epoch"] for e in saved] == list(range(1, 11))
+    assert {"loss", "ce", "lr", "time_s", "images_per_s", "iterations"} <= set(saved[0])
+    assert saved[0]["iterations"] == 4
+
+
+def test_per_iteration_schedule_and_max_iters(tmp_path):
+    sched = ScheduleConfig(kind="log_decay", final_lr=1e-3, per_iteration=True)
+    lrs = []
+
+    class RecordLR(Callback):
+        def on_step_end(self, trainer, step, logs):
+            lrs.append(logs["lr"])
+
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), ce_loss, shuffled_loader(), cfg(epochs=2, schedule=sched, max_iters_per_epoch=3),
+                tmp_path, callbacks=[RecordLR()])
+    t.fit()
+    assert t.global_step == 6 and len(lrs) == 6
+    # lr after the last step has moved past final_lr's step; the 5th step ran at final_lr
+    assert t.history.epochs[1]["lr"] == pytest.approx(0.1 * (1e-2) ** (3 / 5))
+    assert lrs[-2] == pytest.approx(1e-3)
+
+
+def test_freeze_phase_trains_only_classifier_first(tmp_path):
+    torch.manual_seed(0)
+    model = TinyReID()
+    body0 = model.body[1].weight.detach().clone()
+    seen = {}
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen[epoch] = trainer.model.body[1].weight.detach().clone()
+
+    freeze = FreezeParameters(model, trainable=lambda n: n.startswith("classifier"), epochs=1)
+    t = Trainer(model, ce_loss, shuffled_loader(), cfg(epochs=2), tmp_path, callbacks=[freeze, Snapshot()])
+    t.fit()
+    assert torch.equal(seen[0], body0)
+    assert not torch.equal(seen[1], body0)
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="no parameter"):
+        FreezeParameters(model, trainable=lambda n: False, epochs=1)
+
+
+def test_set_progress_and_periodic_evaluation(tmp_path):
+    class Curriculum:
+        def __init__(self):
+            self.values = []
+
+        def set_progress(self, p):
+            self.values.append(p)
+
+    cur = Curriculum()
+    evals = PeriodicEvaluation(lambda trainer: {"mAP": 0.5 + trainer.epoch}, every=2)
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), ce_loss, shuffled_loader(), cfg(epochs=3), tmp_path,
+                callbacks=[SetProgress([cur], total_epochs=3), evals])
+    t.fit()
+    assert cur.values == [0.0, 0.5, 1.0]
+    assert t.history.column("mAP") == [None, 1.5, 2.5]
+    with pytest.raises(TypeError, match="set_progress"):
+        SetProgress([object()], 3)
+
+
+def test_summary_line_when_not_a_terminal(tmp_path, capsys):
+    torch.manual_seed(0)
+    c = cfg(epochs=2)
+    c.progress = "auto"  # pytest's captured stderr is not a terminal
+    Trainer(TinyReID(), ce_loss, shuffled_loader(), c, tmp_path).fit()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 2 and "loss" in lines[0] and "img/s" in lines[0]
+
+
+def test_bad_loss_return_and_custom_forward(tmp_path):
+    torch.manual_seed(0)
+
+    def vector_loss(output, batch):
+        return F.cross_entropy(output.logits[0], batch["pid"], reduction="none"), {}
+
+    with pytest.raises(TypeError, match="scalar"):
+        Trainer(TinyReID(), vector_loss, shuffled_loader(), cfg(epochs=1), tmp_path).fit()
+
+    seen_pids = []
+
+    def forward(model, batch):
+        seen_pids.append(batch["pid"])
+        return model(batch["image"])
+
+    Trainer(TinyReID(), ce_loss, shuffled_loader(), cfg(epochs=1), tmp_path / "f", forward_fn=forward).fit()
+    assert len(seen_pids) == 4
+
+
+def test_empty_loader_is_rejected(tmp_path):
+    empty = DataLoader(TensorDataset(torch.zeros(3, 3, 4, 2), torch.zeros(3)), batch_size=4, drop_last=True)
+    with pytest.raises(ValueError, match="no batches"):
+        Trainer(TinyReID(), ce_loss, empty, cfg(), tmp_path)
