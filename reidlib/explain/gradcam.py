@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reidlib.explain.model_state import as_batch, explaining, forward, model_device
+from reidlib.explain.model_state import as_batch, explaining, forward, model_device, run
 from reidlib.explain.targets import Target, embedding_dim_target
 from reidlib.layers.gradcam import gradcam_from_gradients, normalize_maps
 
@@ -166,12 +166,6 @@ def grad_cam(
     return grad_cam_layers(model, images, target, [layer], relu=relu)[0]
 
 
-@torch.no_grad()
-def _embeddings(model: nn.Module, images: Tensor) -> Tensor:
-    with explaining(model):
-        return forward(model, as_batch(images, model_device(model))).embedding
-
-
 @dataclass
 class MatchingRegions:
     """Seed 001's matching regions of an image pair (Fig. 5).
@@ -209,7 +203,7 @@ def matching_regions(
         k: number of dimensions.
         normalize: work with L2-normalised embeddings (the paper's descriptor).
     """
-    emb = _embeddings(model, torch.stack([image_a, image_b]))
+    emb = run(model, torch.stack([image_a, image_b])).embedding
     if normalize:
         emb = F.normalize(emb, dim=1)
     if not 1 <= k <= emb.shape[1]:
@@ -249,7 +243,7 @@ def implicit_attention(
         k: number of dimensions (the paper uses 50).
         normalize: rank and differentiate the L2-normalised embedding.
     """
-    emb = _embeddings(model, images)
+    emb = run(model, images).embedding
     if not 1 <= k <= emb.shape[1]:
         raise ValueError(f"k must be in 1..{emb.shape[1]} (the embedding size); got {k}")
     dims = emb.topk(k, dim=1).indices  # normalisation does not change the order within an image

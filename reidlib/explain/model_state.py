@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from reidlib.models.output import ReIDOutput
 
-__all__ = ["explaining", "model_device", "forward", "as_batch"]
+__all__ = ["explaining", "model_device", "forward", "as_batch", "run", "to_numpy"]
 
 
 @contextmanager
@@ -70,3 +70,11 @@ def forward(model: nn.Module, images: Tensor) -> ReIDOutput:
 def to_numpy(tensor: Tensor) -> np.ndarray:
     """Detached float32 numpy copy of a tensor on any device."""
     return tensor.detach().float().cpu().numpy()
+
+
+@torch.no_grad()
+def run(model: nn.Module, images: Tensor) -> ReIDOutput:
+    """One gradient-free forward pass in eval mode (model left as it was); the output is on the model's
+    device."""
+    with explaining(model):
+        return forward(model, as_batch(images, model_device(model)))

@@ -28,6 +28,7 @@ __all__ = [
     "RankingMaps",
     "RAMResult",
     "model_ram",
+    "self_ranking_maps",
 ]
 
 
@@ -158,3 +159,25 @@ def model_ram(
         branches = [rank_maps(qm, torch.cat(gm)) for qm, gm in zip(q_maps, g_maps, strict=True)]
         combined = rank_maps(q_comb, torch.cat(g_comb)) if q_comb is not None else None
         return RAMResult(branches=branches, combined=combined)
+
+
+@torch.no_grad()
+def self_ranking_maps(
+    model: nn.Module, images: Tensor, *, branch_normalize: bool = True
+) -> tuple[list[Tensor], Tensor | None]:
+    """Each image's own RAM ``R^q_q`` (the query column of seed 000's Fig. 4), for a batch.
+
+    ``R^q_q(x, y) = <f_q, F_q(x, y)> / |f_q|``: what each position adds to the image's similarity with
+    itself, i.e. where its descriptor comes from. Its spatial mean is ``|f_q|``.
+
+    Returns:
+        Per branch ``(B, h_i, w_i)``, and ``(B, h, w)`` for the concatenated descriptor (``None`` if the
+        branches' maps differ in size). On the model's device; the model is left as it was.
+    """
+    with explaining(model):
+        maps = forward(model, as_batch(images, model_device(model))).feature_maps
+        branches = [ranking_activation_map(m.mean(dim=(2, 3)), m) for m in maps]
+        _, combined = _maps_for(maps, branch_normalize)
+        if combined is not None:
+            combined = ranking_activation_map(combined.mean(dim=(2, 3)), combined)
+        return branches, combined
