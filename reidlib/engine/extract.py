@@ -104,12 +104,13 @@ def extract_features(
 
 def rank_features(
     query: Features, gallery: Features, metric: str = "euclidean", rerank: bool = False,
-    rerank_params: tuple[int, int, float] = (20, 6, 0.3),
+    rerank_params: tuple[int, int, float] = (20, 6, 0.3), ap_mode: str = "full",
 ) -> RankResult:
     """CMC and mAP of ranking ``gallery`` for every ``query`` (standard protocol of
     :func:`reidlib.evaluation.rank.evaluate`: same-pid same-camera gallery entries are ignored).
 
     With ``rerank``, distances are k-reciprocal re-ranked (``rerank_params = (k1, k2, lambda)``).
+    ``ap_mode`` picks the AP definition (``"full"``, ``"trapezoid"``, ``"truncated50"``).
     """
     from reidlib.evaluation.distance import pairwise_distance
     from reidlib.evaluation.rank import evaluate
@@ -122,7 +123,7 @@ def rank_features(
         q_q = pairwise_distance(query.feats, query.feats, metric)
         g_g = pairwise_distance(gallery.feats, gallery.feats, metric)
         q_g = k_reciprocal(q_g, q_q, g_g, k1=k1, k2=k2, lambda_=lam)
-    return evaluate(q_g, query.pids, gallery.pids, query.camids, gallery.camids)
+    return evaluate(q_g, query.pids, gallery.pids, query.camids, gallery.camids, ap_mode=ap_mode)
 
 
 def evaluate_model(
@@ -134,8 +135,10 @@ def evaluate_model(
     metric: str = "euclidean",
     rerank: bool = False,
     normalize: bool = True,
+    ap_mode: str = "full",
 ) -> RankResult:
-    """Extract query and gallery features with ``model`` and evaluate retrieval (mAP, CMC)."""
+    """Extract query and gallery features with ``model`` and evaluate retrieval (mAP, CMC); the options
+    are those of :func:`extract_features` and :func:`rank_features`."""
     q = extract_features(model, query_loader, device, flip=flip, normalize=normalize, desc="query")
     g = extract_features(model, gallery_loader, device, flip=flip, normalize=normalize, desc="gallery")
-    return rank_features(q, g, metric=metric, rerank=rerank)
+    return rank_features(q, g, metric=metric, rerank=rerank, ap_mode=ap_mode)

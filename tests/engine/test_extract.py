@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from reidlib.engine.extract import Features, evaluate_model, extract_features, rank_features
+from reidlib.models.output import ReIDOutput
+
+
+class RowSum(nn.Module):
+    """Embedding = per-column sums of the image, so a horizontal flip reverses the embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(1)  # gives the model a train/eval distinction
+
+    def forward(self, x):
+        emb = x.sum(dim=(1, 2))  # (B, W)
+        return ReIDOutput(logits=[], features=[emb], feature_maps=[x], embedding=emb)
+
+
+def loader(images, pids, camids, batch_size=2):
+    data = TensorDataset(images, torch.as_tensor(pids), torch.as_tensor(camids))
+    return DataLoader(data, batch_size=batch_size)
+
+
+def test_flip_average_normalise_and_mode_restored():
+    x = torch.zeros(3, 1, 1, 2)
+    x[:, 0, 0, 0] = torch.tensor([3.0, 1.0, 0.0])
+    x[:, 0, 0, 1] = torch.tensor([4.0, 1.0, 2.0])
+    model = RowSum().train()
+    plain = extract_features(model, loader(x, [1, 2, 3], [0, 0, 0]), normalize=False)
+    assert model.training
+    assert isinstance(plain, Features) and plain.feats.dtype == torch.float32
+    torch.testing.assert_close(plain.feats, torch.tensor([[3.0, 4.0], [1.0, 1.0], [0.0, 2.0]]))
+    assert plain.pids.tolist() == [1, 2, 3] and plain.camids.dtype == np.int64
+
+    normed = extract_features(model, loader(x, [1, 2, 3], [0, 0, 0]))
+    torch.testing.assert_close(normed.feats[0], torch.tensor([0.6, 0.8]))
+    flipped = extract_features(model.eval(), loader(x, [1, 2, 3], [0, 0, 0]), flip=True, normalize=False)
+    assert not model.training
+    torch.testing.assert_close(flipped.feats, torch.tensor([[3.5, 3.5], [1.0, 1.0], [1.0, 1.0]]))
+
+
+def test_dict_batches_and_errors():
+    class Dicts(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.ones(1, 1, 2) * i, "pid": i, "camid": 0, "index": i}
+
+    feats = extract_features(RowSum(), DataLoader(Dicts(), batch_size=2), normalize=False)
+    assert feats.feats.shape == (2, 2) and len(feats) == 2
+
+    class NotReID(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="ReIDOutput"):
+        extract_features(NotReID(), DataLoader(Dicts(), batch_size=2))
+    with pytest.raises(ValueError, match="no batches"):
+        extract_features(RowSum(), [])
+
+
+def test_evaluate_model_ranks_matching_identities_first():
+    pytest.importorskip("reidlib.evaluation.rank")
+    # q1 = x axis (pid 1), q2 = y axis (pid 2); by angle q1 ranks g0 (pid 1), g2, g3 (pid 1), g1 and
+    # q2 ranks g1 (pid 2), g3, g2 (pid 2), g0: each AP = (1/1 + 2/3) / 2
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)
+    g = torch.tensor([[1.0, 0.1], [0.1, 1.0], [1.0, 0.3], [0.2, 1.0]]).view(4, 1, 1, 2)
+    result = evaluate_model(RowSum(), loader(q, [1, 2], [0, 0]), loader(g, [1, 2, 2, 1], [1, 1, 1, 1]))
+    assert result.num_valid == 2
+    assert result.mAP == pytest.approx(5 / 6) and result.rank1 == pytest.approx(1.0)
+    assert result.cmc[:3].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    qf = extract_features(RowSum(), loader(q, [1, 2], [0, 0]))
+    gf = extract_features(RowSum(), loader(g, [1, 2, 2, 1], [1, 1, 1, 1]))
+    again = rank_features(qf, gf)
+    assert again.mAP == pytest.approx(result.mAP)
