@@ -1,0 +1,62 @@
+"""Pairwise distances between query and gallery embeddings."""
+
+from __future__ import annotations
+
+import torch
+
+from reidlib.evaluation.arrays import ArrayLike, as_float_matrix
+
+METRICS = ("euclidean", "sqeuclidean", "cosine")
+_ALIASES = {"squared_euclidean": "sqeuclidean", "sq_euclidean": "sqeuclidean", "l2": "euclidean"}
+
+
+def check_metric(metric: str) -> str:
+    """The canonical metric name; raises ``ValueError`` for unknown names."""
+    name = _ALIASES.get(metric, metric)
+    if name not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS} (or {tuple(_ALIASES)}), got {metric!r}")
+    return name
+
+
+def pairwise_distance(
+    q: ArrayLike, g: ArrayLike, metric: str = "euclidean", chunk_size: int = 4096
+) -> torch.Tensor:
+    """Distances between every query and every gallery embedding.
+
+    Args:
+        q: query embeddings ``(Q, D)`` (numpy array or tensor; the result lives on its device).
+        g: gallery embeddings ``(G, D)``.
+        metric: ``"euclidean"`` (``||q - g||``), ``"sqeuclidean"`` (``||q - g||^2``) or ``"cosine"``
+            (``1 - cos(q, g)``, in ``[0, 2]``; an all-zero vector has cosine 0 to everything).
+        chunk_size: query rows per matrix product, bounding the temporary memory.
+
+    Returns:
+        ``(Q, G)`` tensor in the inputs' floating dtype (integer inputs become float64). Squared
+        distances use ``|q|^2 + |g|^2 - 2 q.g`` clamped at 0, so a vector's distance to itself is 0
+        up to rounding (about ``1e-6 * |q|^2`` in float32).
+    """
+    metric = check_metric(metric)
+    qt = as_float_matrix(q, "q")
+    gt = as_float_matrix(g, "g", device=qt.device)
+    if qt.shape[1] != gt.shape[1]:
+        raise ValueError(f"q and g: feature dimensions differ ({qt.shape[1]} vs {gt.shape[1]})")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
+    dtype = torch.promote_types(qt.dtype, gt.dtype)
+    qt, gt = qt.to(dtype), gt.to(dtype)
+    out = torch.empty(qt.shape[0], gt.shape[0], dtype=dtype, device=qt.device)
+    if metric == "cosine":
+        qn = torch.nn.functional.normalize(qt, dim=1)
+        gn = torch.nn.functional.normalize(gt, dim=1)
+        for s in range(0, qt.shape[0], chunk_size):
+            torch.mm(qn[s : s + chunk_size], gn.T, out=out[s : s + chunk_size])
+        return out.neg_().add_(1.0).clamp_(0.0, 2.0)
+    g_sq = (gt * gt).sum(1)
+    for s in range(0, qt.shape[0], chunk_size):
+        block = qt[s : s + chunk_size]
+        o = out[s : s + chunk_size]
+        torch.mm(block, gt.T, out=o)
+        o.mul_(-2.0).add_(g_sq[None, :]).add_((block * block).sum(1, keepdim=True)).clamp_(min=0.0)
+    if metric == "euclidean":
+        out.sqrt_()
+    return out

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from reidlib.evaluation.distance import pairwise_distance
+
+
+def _explicit(q, g, metric):
+    out = np.zeros((len(q), len(g)))
+    for i, a in enumerate(q):
+        for j, b in enumerate(g):
+            if metric == "euclidean":
+                out[i, j] = np.sqrt(((a - b) ** 2).sum())
+            elif metric == "sqeuclidean":
+                out[i, j] = ((a - b) ** 2).sum()
+            else:
+                out[i, j] = 1 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return out
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_matches_explicit_formula(metric):
+    rng = np.random.default_rng(0)
+    q, g = rng.standard_normal((7, 5)), rng.standard_normal((11, 5))
+    got = pairwise_distance(q, g, metric, chunk_size=3)
+    assert got.shape == (7, 11) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _explicit(q, g, metric), atol=1e-10)
+
+
+def test_tensor_input_keeps_float32_and_self_distance_is_zero():
+    x = torch.randn(6, 8)
+    d = pairwise_distance(x, x, "euclidean")
+    assert d.dtype == torch.float32
+    assert torch.all(d >= 0)
+    assert torch.allclose(torch.diagonal(d), torch.zeros(6), atol=1e-3)
+    assert torch.allclose(pairwise_distance(x, x, "sqeuclidean"), d**2, atol=1e-4)
+
+
+def test_cosine_range_and_alias():
+    x = torch.randn(4, 3)
+    d = pairwise_distance(x, -x, "cosine")
+    assert torch.allclose(torch.diagonal(d), torch.full((4,), 2.0))
+    assert torch.equal(pairwise_distance(x, x, "squared_euclidean"), pairwise_distance(x, x, "sqeuclidean"))
+
+
+def test_bad_inputs_raise():
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="metric"):
+        pairwise_distance(x, x, "manhattan")
+    with pytest.raises(ValueError, match="feature dimensions"):
+        pairwise_distance(x, np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        pairwise_distance(np.zeros(4), x)
