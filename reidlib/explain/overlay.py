@@ -168,10 +168,11 @@ def add_colorbar(
     scale: tuple[float, float] | None = None,
     cmap: str = HEATMAP_CMAP,
 ) -> None:
-    """A colour bar for overlays: over ``scale`` (a shared range in the map's units) or, when each map was
-    scaled by itself, over ``[0, 1]`` with the label saying so."""
+    """A colour bar for overlays: over ``scale`` (a shared range in the map's units), or over ``[0, 1]``
+    when ``scale`` is None, in which case ``label`` must say how the maps were scaled (e.g. "CAM, each
+    map scaled to its own min-max")."""
     low, high = scale if scale is not None else (0.0, 1.0)
     mappable = plt.cm.ScalarMappable(norm=Normalize(vmin=low, vmax=high), cmap=cmap)
     mappable.set_array([])
     bar = fig.colorbar(mappable, ax=axes, fraction=0.025, pad=0.02)
-    bar.set_label(label if scale is not None else f"{label} (each map scaled to its own min-max)")
+    bar.set_label(label)

@@ -36,6 +36,7 @@ __all__ = [
     "top_region",
     "branch_overlap",
     "cue_label_names",
+    "body_label_values",
     "explanation_scores",
     "summarize_scores",
 ]
@@ -159,6 +160,19 @@ def cue_label_names(cue_names: Sequence[str] | None = None) -> dict[int, str]:
     return {j + 1: n for j, n in enumerate(names)}
 
 
+def body_label_values(part_names: Sequence[str] | None = None) -> list[int]:
+    """Part label values that belong to the person: every label except ``"background"`` and
+    ``"occluder"`` (an occluding object is not the person). ``None`` reads
+    ``reidlib.data.synthetic.PART_NAMES``; ``part_names[j]`` names label ``j``."""
+    if part_names is None:
+        try:
+            from reidlib.data.synthetic import PART_NAMES as part_names
+        except ImportError as err:
+            raise ValueError("pass part_names: reidlib.data.synthetic.PART_NAMES is not available") from err
+    not_person = ("background", "occluder")
+    return [j for j, name in enumerate(part_names) if j > 0 and name.lower() not in not_person]
+
+
 def _check_item(item: Any, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for name in ("image", "parts", "cues", "pid"):
         if not hasattr(item, name):
@@ -187,6 +201,7 @@ def explanation_scores(
     top_k: int | float = 0.1,
     batch_size: int = 16,
     cue_names: Sequence[str] | None = None,
+    part_names: Sequence[str] | None = None,
     image_to_input: Callable[[np.ndarray], Tensor] = image_to_tensor,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -207,16 +222,19 @@ def explanation_scores(
         top_k: cells of each branch's top region for :func:`branch_overlap`.
         batch_size: images per forward pass.
         cue_names: names of the cue labels (see :func:`cue_label_names`).
+        part_names: names of the part labels; the body is every part but background and occluders
+            (see :func:`body_label_values`), plus the cue pixels.
         image_to_input: uint8 image -> normalised ``(3, H', W')`` model input.
         progress: show a tqdm bar.
 
     Returns:
         One row per image and map (``map``: ``"branch i"`` or ``"all"``), with columns ``index``, ``pid``,
         ``camid``, ``view``, ``method``, ``map``; ``energy_cues``, ``energy_body``, ``energy_background``
-        (shares of positive energy; body = parts or cues), ``area_cues``, ``area_body`` (area fractions =
-        the chance level of the energies), ``pointing_cues``, ``pointing_body``, per cue type
-        ``energy_cue_<name>`` and ``area_cue_<name>`` (NaN where the image lacks that cue), and on
-        ``"all"`` rows of multi-branch models ``branch_overlap``.
+        (shares of positive energy; body = person parts or cues, background = the rest, occluders
+        included), ``area_cues``, ``area_body`` (area fractions = the chance level of the energies),
+        ``pointing_cues``, ``pointing_body``, per cue type ``energy_cue_<name>`` and
+        ``area_cue_<name>`` (NaN where the image lacks that cue), and on ``"all"`` rows of multi-branch
+        models ``branch_overlap``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -227,6 +245,7 @@ def explanation_scores(
     if not isinstance(classes, str) and len(classes) != len(items):
         raise ValueError(f"got {len(classes)} classes for {len(items)} items")
     labels = cue_label_names(cue_names)
+    body_values = body_label_values(part_names)
     rows: list[dict] = []
     starts = range(0, len(items), batch_size)
     for start in tqdm(starts, desc=f"{method} scores", disable=not progress, leave=False):
@@ -246,7 +265,7 @@ def explanation_scores(
             batch_classes = torch.as_tensor(list(classes[start : start + batch_size]))
         maps = explanation_maps(model, images, method, classes=batch_classes,
                                 gradcam_target=gradcam_target, implicit_k=implicit_k)
-        rows.extend(_score_batch(maps, checked, chunk, start, method, labels, top_k))
+        rows.extend(_score_batch(maps, checked, chunk, start, method, labels, body_values, top_k))
     return pd.DataFrame(rows)
 
 
@@ -257,13 +276,14 @@ def _score_batch(
     start: int,
     method: str,
     labels: dict[int, str],
+    body_values: list[int],
     top_k: int | float,
 ) -> list[dict]:
     size = checked[0][0].shape[:2]
     parts = torch.from_numpy(np.stack([c[1] for c in checked]).astype(np.int64))
     cues = torch.from_numpy(np.stack([c[2] for c in checked]).astype(np.int64))
     cue_mask = cues > 0
-    body = (parts > 0) | cue_mask
+    body = torch.isin(parts, torch.tensor(body_values, dtype=parts.dtype)) | cue_mask
     branch_names = [k for k in maps if k != "all"]
     overlap = None
     if "all" in maps and len(branch_names) > 1:

@@ -66,8 +66,9 @@ def test_show_image_and_colorbar():
     assert axes[0].spines["left"].get_visible()
     show_image(axes[1], image)
     assert not axes[1].spines["left"].get_visible()
-    add_colorbar(fig, list(axes), "CAM")
-    assert "own min-max" in fig.axes[-1].get_ylabel()
+    add_colorbar(fig, list(axes), "CAM, each map scaled to its own min-max")
+    assert fig.axes[-1].get_ylabel() == "CAM, each map scaled to its own min-max"
+    assert fig.axes[-1].get_ylim() == (0.0, 1.0)
     with pytest.raises(ValueError, match="contour mask"):
         show_image(axes[1], image, contour=mask[:8])
     plt.close(fig)

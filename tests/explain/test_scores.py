@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reidlib.explain.scores import (
+    body_label_values,
     branch_overlap,
     cue_label_names,
     energy_in_mask,
@@ -23,6 +24,8 @@ from reidlib.models.output import ReIDOutput
 from .conftest import make_model
 
 CUES = ["none", "logo", "shoes"]
+PARTS = ["background", "body", "occluder"]
+NAMES = {"cue_names": CUES, "part_names": PARTS}
 
 
 class Sample(NamedTuple):
@@ -79,6 +82,7 @@ def test_top_region_and_branch_overlap():
 def test_cue_label_names_conventions():
     assert cue_label_names(["none", "logo", "hat"]) == {1: "logo", 2: "hat"}
     assert cue_label_names(["logo", "hat"]) == {1: "logo", 2: "hat"}
+    assert body_label_values(["background", "head", "occluder", "legs"]) == [1, 3]
 
 
 class RedChannelModel(nn.Module):
@@ -100,6 +104,7 @@ def _red_sample(pid: int, top: int) -> Sample:
     image[top : top + 8, 4:12, 0] = 255
     parts = np.zeros((32, 16), np.uint8)
     parts[4:30, 2:14] = 1
+    parts[0:2, :] = 2  # an occluder strip: not the person
     cues = np.zeros((32, 16), np.uint8)
     cues[top : top + 8, 4:12] = 1
     cues[28:30, 2:6] = 2
@@ -110,7 +115,7 @@ def _red_sample(pid: int, top: int) -> Sample:
 def test_scores_find_the_red_cue(method):
     items = [_red_sample(0, 4), _red_sample(0, 16)]
     # (a normalised 1-D embedding is constant, so this model's implicit-attention target has no gradient)
-    table = explanation_scores(RedChannelModel(), items, method, cue_names=CUES, progress=False,
+    table = explanation_scores(RedChannelModel(), items, method, **NAMES, progress=False,
                                gradcam_target="class")
     assert list(table["map"]) == ["branch 1", "branch 1", "all", "all"]  # "all" exists for every model
     assert (table["energy_cue_logo"] > 0.6).all()  # bilinear upsampling leaks some energy over the edge
@@ -127,17 +132,18 @@ def test_scores_table_on_three_branch_model():
         noisy = rng.integers(0, 256, size=sample.image.shape, dtype=np.uint8)
         cues = sample.cues if i != 2 else np.where(sample.cues == 2, 0, sample.cues).astype(np.uint8)
         items.append(sample._replace(image=noisy, cues=cues))
-    cam = explanation_scores(model, items, "cam", classes="label", cue_names=CUES, batch_size=2,
+    cam = explanation_scores(model, items, "cam", classes="label", **NAMES, batch_size=2,
                              progress=False)
     # A CAM with no positive cell has no energy to share: NaN, and counted by the summary.
     assert (cam["energy_cues"].between(0, 1) | cam["energy_cues"].isna()).all()
     no_positive = summarize_scores(cam).set_index("map")["n_no_positive"]
     assert no_positive.sum() == cam["energy_cues"].isna().sum()
-    table = explanation_scores(model, items, "ram", cue_names=CUES, batch_size=2, progress=False)
+    table = explanation_scores(model, items, "ram", **NAMES, batch_size=2, progress=False)
     assert len(table) == 5 * 4 and set(table["map"]) == {"branch 1", "branch 2", "branch 3", "all"}
     for col in ("energy_cues", "energy_body", "energy_background", "energy_cue_logo"):
         assert table[col].between(0, 1).all()
     np.testing.assert_allclose(table["energy_body"] + table["energy_background"], 1)
+    np.testing.assert_allclose(table["area_body"], (26 * 12) / (32 * 16))  # occluder rows excluded
     assert np.isnan(table.loc[table["index"] == 2, "energy_cue_shoes"]).all()  # cue absent in item 2
     assert table.loc[table["map"] == "all", "branch_overlap"].between(0, 1).all()
     assert table.loc[table["map"] != "all", "branch_overlap"].isna().all()
@@ -151,12 +157,12 @@ def test_scores_errors():
     model = make_model()
     good = _red_sample(0, 4)
     with pytest.raises(ValueError, match="method"):
-        explanation_scores(model, [good], "lime", cue_names=CUES)
+        explanation_scores(model, [good], "lime", **NAMES)
     bad = good._replace(cues=good.cues[:16])
     with pytest.raises(ValueError, match="item 1: parts"):
-        explanation_scores(model, [good, bad], "cam", cue_names=CUES, progress=False)
+        explanation_scores(model, [good, bad], "cam", **NAMES, progress=False)
     with pytest.raises(ValueError, match="out of range"):
-        explanation_scores(model, [good._replace(pid=40)], "cam", classes="label", cue_names=CUES,
+        explanation_scores(model, [good._replace(pid=40)], "cam", classes="label", **NAMES,
                            progress=False)
     with pytest.raises(ValueError, match="no `image`"):
-        explanation_scores(model, [object()], "cam", cue_names=CUES, progress=False)
+        explanation_scores(model, [object()], "cam", **NAMES, progress=False)
