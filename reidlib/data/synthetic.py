@@ -211,18 +211,21 @@ class SynthReID:
 
     # ---- identities ------------------------------------------------------------------------------
     def _make_identities(self) -> list[PersonAttributes]:
-        """Attributes of pids ``1..num_train_ids`` (train) then the test pids; families never span splits."""
+        """Attributes of pids ``1..num_train_ids`` (train) then the test pids; families never span splits.
+
+        Family sizes are ``family_size`` or one less (when the ids do not divide evenly).
+        """
         cfg = self.config
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x1D5]))
         identities: list[PersonAttributes] = []
         family = 0
         for n_ids in (cfg.num_train_ids, cfg.num_test_ids):
-            made = 0
-            while made < n_ids:
-                size = min(cfg.family_size, n_ids - made)
+            # as equal as possible, so no identity is left alone when n_ids is not a multiple
+            n_families = -(-n_ids // cfg.family_size)
+            for i in range(n_families):
+                size = n_ids // n_families + (i < n_ids % n_families)
                 identities.extend(sample_family(rng, family, size))
                 family += 1
-                made += size
         return identities
 
     @property

@@ -27,7 +27,8 @@ class CameraProfile:
         colour_matrix: ``(3, 3)`` linear RGB transform (cast, saturation, gain), applied as ``rgb @ M.T``.
         offset: ``(3,)`` additive RGB offset (0..255 units), e.g. a haze.
         light_top, light_bottom: brightness factor at the top/bottom row (light from above).
-        blur_radius: Gaussian lens blur radius in pixels at 256 rows (scaled with the image height).
+        blur_radius: lens blur strength (0 = sharp); the image is shrunk by ``1 + blur_radius / 2``
+            and scaled back.
         noise_std: sensor noise std (0..255 units).
         low_res_factor: > 1 for the low-resolution camera: the image is shrunk by this factor and scaled back.
         wall, floor: background colours (RGB).
@@ -106,7 +107,7 @@ def make_camera_profiles(
             offset=rng.uniform(-6, 14, 3).astype(np.float32),
             light_top=float(rng.uniform(1.0, 1.15)),
             light_bottom=float(rng.uniform(0.75, 0.95)),
-            blur_radius=float(rng.uniform(0.35, 0.9)),
+            blur_radius=float(max(0.0, rng.uniform(-0.5, 1.0))),  # about a third are sharp
             noise_std=float(rng.uniform(2.0, 5.0) + (3.0 if is_low else 0.0)),
             low_res_factor=float(low_res_factor) if is_low else 1.0,
             wall=tuple(int(np.clip(w + j, 0, 255)) for w, j in zip(wall, jitter[:3], strict=True)),
