@@ -2,9 +2,16 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= cpu
+# Passed to the chapters by `make book` when set (e.g. SCALE=full DEVICE=cuda DATASET=market1501 DATA_ROOT=/data).
+DATASET ?=
+DATA_ROOT ?=
+DEVICE ?=
+BOOK_ARGS = --scale $(SCALE) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+	$(if $(DEVICE),--device $(DEVICE))
+MATHJAX := book/_static_vendor/mathjax/tex-mml-chtml.js
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test unit lint run clean
+.PHONY: setup test unit lint run clean book book-html mathjax nbtest browser-test reproduce
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,13 +22,43 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 lint: setup
-	$(PY) -m ruff check reidlib tests benchmarks
+	$(PY) -m ruff check reidlib tests benchmarks book/tools book/_ext
 
 unit: setup
 	$(PY) -m pytest tests
 
-## The README's test command: lint + unit tests (+ notebooks and book once they exist).
-test: lint unit
+## The README's test command: lint + unit tests + every notebook at smoke scale + strict book build + browser test.
+test: lint unit nbtest
+	$(MAKE) book SCALE=smoke
+	$(MAKE) browser-test
+
+## MathJax 3 served by the book itself, so formulas typeset offline (npm registry, once).
+$(MATHJAX):
+	bash book/tools/install_mathjax.sh
+mathjax: $(MATHJAX)
+
+## Execute every notebook of _toc.yml at SCALE with papermill, then build the site into _build/html.
+book: setup $(MATHJAX)
+	$(PY) book/tools/build_book.py $(BOOK_ARGS)
+
+## Build the site from the notebooks as committed (no execution).
+book-html: setup $(MATHJAX)
+	$(PY) book/tools/build_book.py --no-execute
+
+## Every notebook at smoke scale under nbval (cells marked NBVAL_CHECK_OUTPUT must match).
+nbtest: setup
+	REIDLIB_SCALE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks book
+
+## Open the built book in headless Chromium (needs `make book` first); screenshots in _build/screenshots.
+browser-test: setup
+	REIDLIB_REQUIRE_BOOK=1 $(PY) -m pytest tests/book/test_browser.py
+
+## Re-execute at cpu scale into _build/reproduce and compare its results files with the committed ones.
+reproduce: setup
+	rm -rf _build/reproduce
+	REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results $(PY) book/tools/execute_notebooks.py --scale cpu \
+		--out _build/reproduce/notebooks
+	$(PY) book/tools/compare_results.py results _build/reproduce/results --scale cpu
 
 ## Train and evaluate the baseline on SynthReID and print mAP / CMC.
 run: setup

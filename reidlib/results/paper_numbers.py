@@ -2,7 +2,9 @@
 
 Each chapter has ``book/data/paper_numbers/<chapter>.csv`` with the columns ``dataset, setting, metric,
 value, source`` (an optional ``note`` column is kept): one row per number in the paper's tables, values in
-percent as printed, ``source`` naming the table or figure (``"Table 3"``). Metric names are normalised
+percent as printed, ``source`` naming the table or figure (``"Table 3"``). Optional columns: ``note``, and
+``run``, the name of our run that corresponds to the paper's setting (lets tables pair them without
+code). Metric names are normalised
 (``R1``/``Rank-1``/``top-1`` -> ``rank1``, ``MAP`` -> ``mAP``) so they match our results files.
 """
 
@@ -19,7 +21,7 @@ from reidlib.results.paths import book_data_root
 from reidlib.results.store import list_runs, load_run, lookup_metric
 
 REQUIRED_COLUMNS = ("dataset", "setting", "metric", "value", "source")
-OPTIONAL_COLUMNS = ("note",)
+OPTIONAL_COLUMNS = ("note", "run")
 _RANK_RE = re.compile(r"^(?:r|rank|top|cmc)[-_ @]?(\d+)$", re.IGNORECASE)
 _METRIC_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
@@ -67,7 +69,7 @@ def load_paper_numbers(chapter: str, data_root: str | os.PathLike | None = None)
         unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
         if missing or unknown:
             raise ValueError(
-                f"{path}: header must have columns {', '.join(REQUIRED_COLUMNS)} (optional: note); "
+                f"{path}: header must have columns {', '.join(REQUIRED_COLUMNS)} (optional: note, run); "
                 f"missing {missing}, unknown {unknown}"
             )
         rows, seen = [], {}
@@ -92,16 +94,24 @@ def load_paper_numbers(chapter: str, data_root: str | os.PathLike | None = None)
             if key in seen:
                 raise ValueError(f"{path}, row {line}: duplicate of row {seen[key]} for {key}")
             seen[key] = line
-            rows.append({**row, "metric": metric, "value": value, "note": row.get("note", "")})
+            rows.append(
+                {
+                    **row,
+                    "metric": metric,
+                    "value": value,
+                    "note": row.get("note", ""),
+                    "run": row.get("run", ""),
+                }
+            )
     if not rows:
         raise ValueError(f"{path}: no rows")
-    return pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, "note"])
+    return pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS])
 
 
 def side_by_side(
     chapter: str,
     scale: str,
-    runs: Mapping[str, str],
+    runs: Mapping[str, str] | None = None,
     metrics: Iterable[str] = ("mAP", "rank1"),
     paper_dataset: str | None = None,
     root: str | os.PathLike | None = None,
@@ -112,7 +122,8 @@ def side_by_side(
 
     Args:
         runs: paper setting (as in the CSV) -> our run name,
-            e.g. ``{"Baseline": "baseline", "CAMA": "cama"}``.
+            e.g. ``{"Baseline": "baseline", "CAMA": "cama"}``. Default: the CSV's ``run`` column (settings
+            without a run are left out).
         metrics: canonical metric names to show, in this order.
         paper_dataset: which of the paper's datasets to show; required when the CSV has several.
         ours_scale: factor that puts our stored metrics in the paper's unit (ours are fractions, the
@@ -138,6 +149,13 @@ def side_by_side(
         raise ValueError(f"{chapter}: no paper numbers for dataset {paper_dataset!r}; have {datasets}")
     table = table[table["dataset"] == paper_dataset]
     settings = set(table["setting"])
+    if runs is None:
+        paired = table[table["run"] != ""].drop_duplicates("setting")
+        runs = dict(zip(paired["setting"], paired["run"], strict=True))
+        if not runs:
+            raise ValueError(
+                f"{chapter}: pass runs= (the paper numbers for {paper_dataset} have no 'run' column)"
+            )
     stored = set(list_runs(chapter, scale, root))
     rows = []
     for setting, run in runs.items():

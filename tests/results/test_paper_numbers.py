@@ -74,3 +74,14 @@ def test_side_by_side(tmp_path):
     assert ours["our dataset"] == "not yet run" and ours["paper rank1"] != ours["paper rank1"]  # NaN
     with pytest.raises(ValueError, match="setting 'Nope'"):
         side_by_side("ch", "cpu", {"Nope": "base"}, root=results, data_root=data)
+
+
+def test_run_column_pairs_settings(tmp_path):
+    data = write(
+        tmp_path, "dataset,setting,metric,value,source,run\nM,Base,mAP,70,T1,base\nM,Other,mAP,60,T1,\n"
+    )
+    results = tmp_path / "results"
+    save_run("ch", "base", "cpu", {"mAP": 0.5}, {}, "synth", 0, 1.0, root=results)
+    table = side_by_side("ch", "cpu", metrics=["mAP"], root=results, data_root=data)
+    assert table["setting"].tolist() == ["Base"] and table["ours mAP"].tolist() == [50.0]
+    assert load_paper_numbers("ch", data)["run"].tolist() == ["base", ""]
