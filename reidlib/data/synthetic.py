@@ -57,6 +57,7 @@ from reidlib.data.synthetic_render import (
     PART_NAMES,
     VIEWS,
     CameraProfile,
+    Placement,
     SynthSample,
     TextureBank,
     render_person_image,
@@ -379,6 +380,26 @@ class SynthReID:
         pid = spec.pid - 1 if spec.split == "train" else spec.pid
         return SynthSample(image=image, parts=parts, cues=cues, pid=pid, camid=spec.camid, view=drawn_view,
                            path=path)
+
+    def render_identity(self, pid: int, split: str = "test", *, view: str = "front", camid: int = 0,
+                        seed: int = 0, occlude: bool = False) -> SynthSample:
+        """Render identity ``pid`` in a controlled shot: centred, uncut, given view and camera.
+
+        The background, pose and noise depend only on ``seed``, ``camid`` and the dataset seed, so two
+        identities rendered with the same arguments differ only where their attributes differ; for family
+        members, only in their cues (figures of look-alikes, explanation sanity checks). ``path`` of the
+        sample is ``"identity/<split>/<pid>"`` (not a record key).
+        """
+        attrs = self.attributes_of(pid, split)
+        if not 0 <= camid < len(self.cameras):
+            raise ValueError(f"camid {camid} out of range 0..{len(self.cameras) - 1}")
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xF16, seed, camid]))
+        placement = Placement(self.width / 2, 0.055 * self.height, 0.88 * self.height)
+        image, parts, cues, drawn = render_person_image(
+            attrs, self.cameras[camid], rng, self._bank, view=view, occlude=occlude, cut_prob=0.0,
+            placement=placement)
+        return SynthSample(image=image, parts=parts, cues=cues, pid=pid, camid=camid, view=drawn,
+                           path=f"identity/{split}/{pid}")
 
     def image_array(self, path: str) -> np.ndarray:
         """``(H, W, 3)`` uint8 image of ``path`` (from the cache when :meth:`precache` was called)."""
