@@ -10,6 +10,7 @@ from reidlib.data.dukemtmc import load_dukemtmc
 from reidlib.data.market1501 import load_market1501
 from reidlib.data.msmt17 import load_msmt17
 from reidlib.data.records import ReIDSplits
+from reidlib.data.synthetic import load_synthreid
 
 # name -> loader(root, **kwargs) -> ReIDSplits
 DATASETS: dict[str, Callable[..., ReIDSplits]] = {
@@ -17,6 +18,7 @@ DATASETS: dict[str, Callable[..., ReIDSplits]] = {
     "dukemtmc": load_dukemtmc,
     "cuhk03": load_cuhk03,
     "msmt17": load_msmt17,
+    "synthreid": load_synthreid,  # root: a preset name ("tiny"/"small"/"market") or ignored
 }
 
 
