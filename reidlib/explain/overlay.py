@@ -74,7 +74,7 @@ def image_to_tensor(
     image: ImageLike, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> Tensor:
     """A uint8 ``(H, W, 3)`` image (array or PIL) as a normalised ``(3, H, W)`` float tensor, no resizing."""
-    rgb = torch.from_numpy(np.ascontiguousarray(to_uint8_image(image))).permute(2, 0, 1).float() / 255
+    rgb = torch.from_numpy(np.array(to_uint8_image(image), copy=True)).permute(2, 0, 1).float() / 255
     return (rgb - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
 

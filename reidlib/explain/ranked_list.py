@@ -158,9 +158,10 @@ def plot_ranked_lists(
         _check_row(row, r)
     cols = 1 + max(len(row.gallery_images) for row in rows)
     has_maps = any(row.gallery_maps is not None or row.query_map is not None for row in rows)
-    height = image_width * 2.3
+    height = image_width * 2.6
     fig, axes = plt.subplots(len(rows), cols, figsize=(image_width * cols + (0.9 if has_maps else 0.2),
-                                                       height * len(rows) + 0.6), squeeze=False)
+                                                       height * len(rows) + 0.6), squeeze=False,
+                             gridspec_kw={"hspace": 0.45})
     for r, row in enumerate(rows):
         maps = [m for m in [row.query_map, *(row.gallery_maps or [])] if m is not None]
         scale = map_range(maps) if maps else None
@@ -181,7 +182,7 @@ def plot_ranked_lists(
                                 textcoords="offset points", ha="left", va="bottom", fontsize=9)
     fig.suptitle(f"{title}\n(blue: query, green: same identity, red: different identity)", fontsize=10)
     if has_maps:
-        add_colorbar(fig, axes.ravel().tolist(), f"{map_label}, scaled to each row's min-max")
+        add_colorbar(fig, axes.ravel().tolist(), f"{map_label} (per-row min-max)")
     return fig
 
 

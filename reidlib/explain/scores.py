@@ -231,7 +231,8 @@ def explanation_scores(
         One row per image and map (``map``: ``"branch i"`` or ``"all"``), with columns ``index``, ``pid``,
         ``camid``, ``view``, ``method``, ``map``; ``energy_cues``, ``energy_body``, ``energy_background``
         (shares of positive energy; body = person parts or cues, background = the rest, occluders
-        included), ``area_cues``, ``area_body`` (area fractions = the chance level of the energies),
+        included), ``area_cues``, ``area_body``, ``area_background`` (area fractions = the chance level
+        of the energies),
         ``pointing_cues``, ``pointing_body``, per cue type ``energy_cue_<name>`` and
         ``area_cue_<name>`` (NaN where the image lacks that cue), and on ``"all"`` rows of multi-branch
         models ``branch_overlap``.
@@ -313,6 +314,7 @@ def _score_batch(
                 "energy_background": float(1 - e_body[b]),
                 "area_cues": float(cue_mask[b].float().mean()),
                 "area_body": float(body[b].float().mean()),
+                "area_background": float(1 - body[b].float().mean()),
                 "pointing_cues": bool(p_cues[b]),
                 "pointing_body": bool(p_body[b]),
             }

@@ -9,6 +9,7 @@ look-alike identities.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -23,6 +24,8 @@ from reidlib.explain.overlay import ImageLike, to_uint8_image
 from reidlib.figures.style import category_colors, use_book_style
 
 __all__ = ["tsne_embedding", "hard_identities", "plot_tsne"]
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 
 
 def _features(features: np.ndarray | Tensor, normalize: bool) -> np.ndarray:
@@ -86,12 +89,12 @@ def plot_tsne(
     images: Sequence[ImageLike] | None = None,
     title: str = "t-SNE of embeddings",
     ax: Axes | None = None,
-    thumb_height: int = 40,
-    max_thumbs: int = 80,
+    thumb_height: int = 34,
+    thumbs_per_identity: int = 2,
 ) -> Figure:
-    """Scatter of ``(N, 2)`` t-SNE points coloured by identity; each identity's number is written at its
-    centroid (as in seed 000's Fig. 7). With ``images``, up to ``max_thumbs`` points are shown as
-    thumbnails framed in their identity's colour."""
+    """Scatter of ``(N, 2)`` t-SNE points, one colour and marker per identity, each identity's number
+    written at its centroid (as in seed 000's Fig. 7). With ``images``, the first ``thumbs_per_identity``
+    points of each identity also show their image, framed in the identity's colour."""
     use_book_style()
     points = np.asarray(points, dtype=float)
     pids = np.asarray(pids)
@@ -100,30 +103,29 @@ def plot_tsne(
     if images is not None and len(images) != len(points):
         raise ValueError(f"got {len(images)} images for {len(points)} points")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        fig, ax = plt.subplots(figsize=(7, 5.5))
     else:
         fig = ax.figure
     unique = list(dict.fromkeys(pids.tolist()))
     colors = dict(zip(unique, category_colors(len(unique)), strict=True))
+    markers = dict(zip(unique, itertools.cycle(_MARKERS), strict=False))
     for pid in unique:
-        sel = pids == pid
-        ax.scatter(points[sel, 0], points[sel, 1], s=22, color=colors[pid], label=str(pid), alpha=0.85)
+        sel = np.flatnonzero(pids == pid)
+        ax.scatter(points[sel, 0], points[sel, 1], s=30, color=colors[pid], marker=markers[pid],
+                   label=str(pid), alpha=0.9, zorder=3, edgecolors="white", linewidths=0.4)
+        if images is not None:
+            for i in sel[:thumbs_per_identity]:
+                rgb = to_uint8_image(images[i])
+                box = AnnotationBbox(OffsetImage(rgb, zoom=thumb_height / rgb.shape[0]), points[i],
+                                     frameon=True, pad=0.1, zorder=2,
+                                     bboxprops={"edgecolor": colors[pid], "linewidth": 1.5})
+                ax.add_artist(box)
         cx, cy = points[sel].mean(axis=0)
-        ax.annotate(str(pid), (cx, cy), fontsize=9, fontweight="bold", ha="center", va="center",
-                    color="black", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colors[pid],
-                                         "alpha": 0.8})
-    if images is not None:
-        step = max(1, int(np.ceil(len(points) / max_thumbs)))
-        for i in range(0, len(points), step):
-            rgb = to_uint8_image(images[i])
-            zoom = thumb_height / rgb.shape[0]
-            box = AnnotationBbox(OffsetImage(rgb, zoom=zoom), points[i], frameon=True, pad=0.1,
-                                 bboxprops={"edgecolor": colors[pids[i]], "linewidth": 1.5})
-            ax.add_artist(box)
+        ax.annotate(str(pid), (cx, cy), fontsize=9, fontweight="bold", ha="center", va="center", zorder=4,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colors[pid], "alpha": 0.9})
     ax.set_title(title)
     ax.set_xlabel("t-SNE dimension 1 (arbitrary units)")
     ax.set_ylabel("t-SNE dimension 2 (arbitrary units)")
-    if len(unique) <= 16:
+    if len(unique) <= 20:
         ax.legend(title="identity", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     return fig
-

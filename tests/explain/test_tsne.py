@@ -43,7 +43,7 @@ def test_plot_tsne_with_thumbnails():
     fig = plot_tsne(points, pids, images=thumbs, title="test")
     ax = fig.axes[0]
     assert ax.get_title() == "test" and "t-SNE" in ax.get_xlabel()
-    assert len(ax.artists) == 24  # one thumbnail per point
+    assert len(ax.artists) == 4 * 2  # two thumbnails per identity
     plt.close(fig)
     with pytest.raises(ValueError, match="images"):
         plot_tsne(points, pids, images=thumbs[:3])

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reidlib.explain.demo import demo_figures
+
+from .conftest import make_model
+
+synthetic = pytest.importorskip("reidlib.data.synthetic")
+
+
+@pytest.mark.slow
+def test_demo_writes_every_figure(tmp_path):
+    synth = synthetic.SynthReID("tiny", seed=0, height=64, width=32)
+    model = make_model(branches=2, num_classes=synth.splits.num_train_pids)
+    paths = demo_figures(model, synth, tmp_path, top_k=4, max_score_images=6)
+    expected = {"cam", "ram_ranked_list", "ranked_lists", "gradcam_matching", "gradcam_implicit", "tsne",
+                "scores", "scores_csv"}
+    assert set(paths) == expected
+    for path in paths.values():
+        assert path.exists() and path.stat().st_size > 1000
+    summary = pd.read_csv(paths["scores_csv"])
+    assert set(summary["method"]) == {"cam", "ram", "gradcam"}
+    assert set(summary["map"]) == {"branch 1", "branch 2", "all"}
+    assert model.training  # the demo left the model in its mode
