@@ -67,11 +67,14 @@ def plot_explanation_scores(
     shown = [name for name in cue_types if data[f"area_cue_{name}"].notna().any()]
     if shown:
         x = np.arange(len(shown))
+        top = 1.0
         for m, method in enumerate(methods):
             lift = [data.loc[method, f"energy_cue_{n}"] / data.loc[method, f"area_cue_{n}"] for n in shown]
+            top = max(top, float(np.nanmax(lift)))
             right.bar(x + (m - (len(methods) - 1) / 2) * width, lift, width, color=colors[m], label=method)
         right.axhline(1.0, color="black", linewidth=1.5, label="uniform map (= 1)")
         right.set_xticks(x, shown)
+        right.set_ylim(0, 1.35 * top)  # room for the legend above the bars
         right.set_ylabel("energy share / area share (x chance)")
         right.set_title("Lift on each cue type (images showing that cue)")
         right.legend(fontsize=8, loc="upper left")

@@ -267,7 +267,8 @@ def explanation_scores(
         maps = explanation_maps(model, images, method, classes=batch_classes,
                                 gradcam_target=gradcam_target, implicit_k=implicit_k)
         rows.extend(_score_batch(maps, checked, chunk, start, method, labels, body_values, top_k))
-    return pd.DataFrame(rows)
+    # One block of rows per image (maps in branch order, then "all"), whatever the batch size.
+    return pd.DataFrame(rows).sort_values("index", kind="stable").reset_index(drop=True)
 
 
 def _score_batch(
