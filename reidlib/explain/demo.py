@@ -16,6 +16,7 @@ writes:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ def demo_figures(
 ) -> dict[str, Path]:
     """Write one figure of each kind (see the module docstring) to ``out_dir``; return name -> path.
 
+    A model that does not follow the CAM contract (e.g. BNNeck) gets every figure but the CAM one, with a
+    warning.
+
     Args:
         model: a reidlib model whose input size is the dataset's image size (images are only normalised).
         synth: a :class:`reidlib.data.synthetic.SynthReID`.
@@ -109,16 +113,21 @@ def demo_figures(
     pid = max(candidates, key=visible)
     train_samples = rendered[pid]
     labels = torch.full((len(train_samples),), pid)
-    cams = explanation_maps(model, _tensors(train_samples), "cam", classes=labels)
-    rows = {key: list(value.cpu()) for key, value in cams.items() if not (key == "all" and len(cams) == 2)}
-    distinctive = synth.distinctive_cues(pid, split="train")
-    cue_text = ", ".join(distinctive) or "none"
-    paths["cam"] = _save(plot_map_grid(
-        [s.image for s in train_samples], rows, map_label="CAM",
-        title=f"CAM of training identity {pid} (its own class) on its images\n"
-              f"white outlines: the cues that tell it from its look-alikes ({cue_text})",
-        column_titles=[f"cam {s.camid + 1}, {s.view}" for s in train_samples],
-        contours=[_cue_mask(s.cues, distinctive) for s in train_samples]), out / "cam.png")
+    try:
+        cams = explanation_maps(model, _tensors(train_samples), "cam", classes=labels)
+    except ValueError as err:  # e.g. a BN neck between the pooled maps and the classifier
+        warnings.warn(f"demo_figures: no CAM figure or CAM scores for this model: {err}", stacklevel=2)
+        cams = None
+    if cams is not None:
+        rows = {key: list(v.cpu()) for key, v in cams.items() if not (key == "all" and len(cams) == 2)}
+        distinctive = synth.distinctive_cues(pid, split="train")
+        cue_text = ", ".join(distinctive) or "none"
+        paths["cam"] = _save(plot_map_grid(
+            [s.image for s in train_samples], rows, map_label="CAM",
+            title=f"CAM of training identity {pid} (its own class) on its images\n"
+                  f"white outlines: the cues that tell it from its look-alikes ({cue_text})",
+            column_titles=[f"cam {s.camid + 1}, {s.view}" for s in train_samples],
+            contours=[_cue_mask(s.cues, distinctive) for s in train_samples]), out / "cam.png")
 
     # ---- retrieval over the test split ----------------------------------------------------------------
     query = [synth.render(r.path) for r in splits.query]
@@ -200,12 +209,14 @@ def demo_figures(
 
     # ---- explanation scores ------------------------------------------------------------------------------
     items = query[:max_score_images]
-    tables = [explanation_scores(model, items, method, progress=progress) for method in METHODS]
+    methods = [m for m in METHODS if m != "cam" or cams is not None]
+    tables = [explanation_scores(model, items, method, progress=progress) for method in methods]
     scores = pd.concat(tables, ignore_index=True)
     summary = summarize_scores(scores)
     summary.to_csv(out / "scores.csv", index=False)
     paths["scores_csv"] = out / "scores.csv"
-    title = f"Where do the explanations point? ({len(items)} query images; CAM of the predicted class)"
+    title = f"Where do the explanations point? ({len(items)} query images"
+    title += "; CAM of the predicted class)" if cams is not None else ")"
     paths["scores"] = _save(plot_explanation_scores(summary, title=title), out / "scores.png")
     return paths
 
