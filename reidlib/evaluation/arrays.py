@@ -16,6 +16,15 @@ import torch
 
 ArrayLike = Any  # numpy.ndarray | torch.Tensor | sequence of numbers
 
+# CPU tensors take numpy/scipy fast paths where those beat torch's CPU kernels. The tests switch this
+# off to run the pure-torch code that CUDA tensors take, on the CPU.
+NUMPY_FAST_PATHS = True
+
+
+def use_numpy(t: torch.Tensor) -> bool:
+    """Whether ``t`` should go through the numpy/scipy fast path (CPU tensors, switch on)."""
+    return NUMPY_FAST_PATHS and t.device.type == "cpu"
+
 
 def as_tensor(x: ArrayLike, name: str, device: torch.device | str | None = None) -> torch.Tensor:
     """``x`` as a tensor (numpy arrays are shared, not copied, when they stay on the CPU)."""

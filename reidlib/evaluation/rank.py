@@ -23,13 +23,14 @@ approach all of it, and the method degrades gracefully to a sort of every row.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, as_id_vector, as_tensor, cpu_threads
+from reidlib.evaluation.search import collect_at_most, lexsort_rows
 
 AP_MODES = ("full", "trapezoid", "truncated50")
 TRUNCATION_RANK = 50  # BDB/PMM's evaluation keeps the top-50 ranks only
@@ -125,68 +126,8 @@ def average_precision_from_ranks(
     return total / num_rel.to(torch.float64)
 
 
-# --------------------------------------------------------------------------------------------------
-# Candidate collection and the lexicographic sort
-
-
 def _half_to_float(d: torch.Tensor) -> torch.Tensor:
     return d.float() if d.dtype in (torch.float16, torch.bfloat16) else d
-
-
-def _collect(block: torch.Tensor, cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row, column and value of every entry of ``block`` (R, B) with ``block[r, c] <= cutoff[r]``.
-
-    Rows with a NaN cutoff collect nothing (NaN compares false); NaN entries are never collected.
-    """
-    if block.device.type == "cpu":
-        # numpy's comparison and flatnonzero are 4-5x faster than torch's on CPU (single-threaded, so
-        # also robust on a shared machine); sub-blocks of ~2**20 entries keep the mask in cache.
-        dn = block.numpy()
-        cut = cutoff.numpy()[:, None]
-        step = max(1, 2**20 // max(dn.shape[1], 1))
-        mask = np.empty((min(step, dn.shape[0]), dn.shape[1]), dtype=bool)
-        parts = []
-        for s in range(0, dn.shape[0], step):
-            m = mask[: min(step, dn.shape[0] - s)]
-            np.less_equal(dn[s : s + step], cut[s : s + step], out=m)
-            parts.append(np.flatnonzero(m) + s * dn.shape[1])
-        flat = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        rows_np, cols_np = np.divmod(flat, dn.shape[1])
-        vals = torch.from_numpy(dn[rows_np, cols_np])
-        return torch.from_numpy(rows_np), torch.from_numpy(cols_np), vals
-    idx = torch.nonzero(block <= cutoff[:, None])
-    rows, cols = idx[:, 0], idx[:, 1]
-    return rows, cols, block[rows, cols]
-
-
-def _sort_int64(keys: torch.Tensor) -> torch.Tensor:
-    if keys.device.type == "cpu":
-        return torch.from_numpy(np.sort(keys.numpy()))  # AVX2 sort, several times faster than torch's
-    return torch.sort(keys).values
-
-
-def _lexsort_candidates(
-    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, num_rows: int, num_cols: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rows, cols)`` ordered by ``(row, value, column)`` - a stable per-row sort of the values."""
-    col_bits = max(1, math.ceil(math.log2(max(num_cols, 2))))
-    row_bits = max(1, math.ceil(math.log2(max(num_rows, 2))))
-    if vals.dtype == torch.float32 and row_bits + 32 + col_bits <= 63:
-        # Pack (row, value, column) into one int64 whose integer order is the lexicographic order:
-        # float32 bits map to an order-preserving signed int32 (negative floats have their magnitude
-        # bits flipped); +0.0 is added first so -0.0 and 0.0 tie, as they do in a float comparison.
-        bits = (vals + 0.0).contiguous().view(torch.int32)
-        ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64) + 2**31
-        keys = (rows << (32 + col_bits)) | (ordered << col_bits) | cols
-        keys = _sort_int64(keys)
-        return keys >> (32 + col_bits), keys & ((1 << col_bits) - 1)
-    if rows.device.type == "cpu":
-        order = torch.from_numpy(np.lexsort((cols.numpy(), vals.numpy(), rows.numpy())))
-    else:
-        order = torch.argsort(cols, stable=True)
-        order = order[torch.argsort(vals[order], stable=True)]
-        order = order[torch.argsort(rows[order], stable=True)]
-    return rows[order], cols[order]
 
 
 @dataclass
@@ -414,8 +355,8 @@ def _rank_block_rows(
     junk_pid: int | None,
     ap_mode: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, cols, vals = _collect(block, cutoff)
-    rows, cols = _lexsort_candidates(rows, cols, vals, block.shape[0], block.shape[1])
+    rows, cols, vals = collect_at_most(block, cutoff)
+    rows, cols = lexsort_rows(rows, cols, vals, block.shape[0], block.shape[1])
     hits = _hits_from_candidates(rows, cols, block.shape[0], qp, qc, gp, gc, junk_pid, num_rel)
     return _first_and_ap(hits, ap_mode)
 
@@ -427,77 +368,104 @@ def _round_up(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def evaluate_blocks(
-    blocks: Iterable[ArrayLike],
-    cutoff: ArrayLike,
+    blocks: Iterable[ArrayLike] | Callable[[], Iterable[ArrayLike]],
     q_pids: ArrayLike,
     g_pids: ArrayLike,
     q_camids: ArrayLike,
     g_camids: ArrayLike,
+    cutoff: ArrayLike | None = None,
     max_rank: int = 50,
     ap_mode: str = "full",
     junk_pid: int | None = -1,
+    device: torch.device | str | None = None,
 ) -> RankResult:
     """:func:`evaluate` for a gallery that arrives in column blocks, never holding the whole matrix.
 
-    Exact mAP needs every true match's rank in the full list, but a match's rank only depends on the
-    items closer than it. So, given for each query an upper bound ``cutoff[q]`` on the distance of its
-    farthest true match, each block contributes only its entries ``<= cutoff[q]``.
+    Exact mAP needs every true match's rank in the full ranked list, but a match's rank only depends
+    on the items closer than it. So, given for each query a bound ``cutoff[q]`` on the distance of its
+    farthest true match, each block only contributes its entries ``<= cutoff[q]``.
 
     Args:
-        blocks: iterable of ``(Q, B_i)`` distance blocks covering the gallery columns in order
-            (``sum B_i = G``), e.g. a generator computing distances to successive gallery chunks.
-        cutoff: ``(Q,)`` per-query bound ``>=`` the distance to its farthest true match (other camera,
-            not junk); a slightly larger value (rounding slack) only costs memory. Queries without a
-            true match may have any value. If a bound is too small a ``ValueError`` says which query.
+        blocks: ``(Q, B_i)`` distance blocks covering the gallery columns in order (``sum B_i = G``):
+            an iterable, or a zero-argument callable returning a fresh iterable. With
+            ``cutoff=None`` it must be the callable: it is iterated twice, first to find each query's
+            farthest true match exactly, then to collect; the two passes must produce identical
+            blocks (recomputing them with the same code does).
         q_pids, g_pids, q_camids, g_camids, max_rank, ap_mode, junk_pid: as in :func:`evaluate`.
+        cutoff: optional ``(Q,)`` bounds ``>=`` the distance to each query's farthest true match
+            (other camera, not junk); a larger value only costs memory. If a bound is too small a
+            ``ValueError`` names the query.
+        device: where the ranking work happens (default: the blocks' device, or the cutoff's when
+            one is given).
 
-    Memory: one block plus the collected candidates, i.e. ``sum_q #{g : d(q, g) <= cutoff[q]}``
-    entries of 3 x 8 bytes - about ``Q x`` (mean rank of the last true match), a few MB for a trained
-    model on Market-1501 even with 500k distractors ranked behind the matches.
+    Memory: one block plus the collected candidates, ``sum_q #{g : d(q, g) <= cutoff[q]}`` entries of
+    3 x 8 bytes - about ``Q x`` (mean rank of the last true match): a few MB for a trained model on
+    Market-1501, also with 500k distractors (those ranked after the last true match cost nothing).
     """
     _check_options(max_rank, ap_mode)
-    cut = as_tensor(cutoff, "cutoff")
-    if cut.ndim != 1:
-        raise ValueError(f"cutoff: expected a 1-D vector, got shape {tuple(cut.shape)}")
-    num_q = cut.numel()
-    dev = cut.device
-    qp = as_id_vector(q_pids, "q_pids", num_q, dev)
-    qc = as_id_vector(q_camids, "q_camids", num_q, dev)
-    gp_all = as_tensor(g_pids, "g_pids", dev)
-    num_g = gp_all.numel()
-    gp = as_id_vector(gp_all, "g_pids", num_g, dev)
-    gc = as_id_vector(g_camids, "g_camids", num_g, dev)
-
+    if cutoff is None and not callable(blocks):
+        raise ValueError(
+            "blocks: without a cutoff, pass a callable returning the blocks (they are read twice)"
+        )
+    num_q = as_tensor(q_pids, "q_pids").numel()
+    qp = as_id_vector(q_pids, "q_pids", num_q)
+    qc = as_id_vector(q_camids, "q_camids", num_q)
+    num_g = as_tensor(g_pids, "g_pids").numel()
+    gp = as_id_vector(g_pids, "g_pids", num_g)
+    gc = as_id_vector(g_camids, "g_camids", num_g)
     if num_g == 0:
         raise ValueError("g_pids: the gallery is empty")
-    # Torch ops below touch only the collected candidates; see cpu_threads for why one thread.
-    with cpu_threads(1, dev):
-        index = _GalleryIndex(gp, gc, junk_pid)
-        _, good = index.good_columns(qp, qc)
-        num_rel = good.sum(1)
-        cut = cut.to(torch.float64)
-        cut = torch.where(num_rel > 0, cut, torch.full_like(cut, math.nan))
 
-        all_rows, all_cols, all_vals = [], [], []
+    def iterate() -> Iterator[tuple[int, torch.Tensor]]:
         offset = 0
-        for i, b in enumerate(blocks):
-            block = _half_to_float(as_float_matrix(b, f"blocks[{i}]", dev))
+        for i, b in enumerate(blocks() if callable(blocks) else blocks):
+            block = _half_to_float(as_float_matrix(b, f"blocks[{i}]", device))
             if block.shape[0] != num_q:
                 raise ValueError(f"blocks[{i}]: expected {num_q} rows (one per query), got {block.shape[0]}")
             if offset + block.shape[1] > num_g:
                 raise ValueError(f"blocks: more columns than the {num_g} gallery labels")
-            rows, cols, vals = _collect(block, _round_up(cut, block.dtype))
-            all_rows.append(rows)
-            all_cols.append(cols + offset)
-            all_vals.append(vals)
+            yield offset, block
             offset += block.shape[1]
         if offset != num_g:
             raise ValueError(f"blocks: covered {offset} gallery columns, expected {num_g}")
-        if len({v.dtype for v in all_vals}) > 1:
-            raise ValueError("blocks: all blocks must have the same dtype")
-        rows, cols = _lexsort_candidates(
-            torch.cat(all_rows), torch.cat(all_cols), torch.cat(all_vals), num_q, num_g
+
+    if cutoff is None:
+        cut = None
+        for offset, block in iterate():
+            dev = block.device
+            cols = slice(offset, offset + block.shape[1])
+            good = (gp[cols].to(dev)[None, :] == qp.to(dev)[:, None]) & (
+                gc[cols].to(dev)[None, :] != qc.to(dev)[:, None]
+            )
+            if junk_pid is not None:
+                good &= gp[cols].to(dev)[None, :] != junk_pid
+            m = torch.where(good, block, torch.tensor(-math.inf, dtype=block.dtype, device=dev)).amax(1)
+            cut = m if cut is None else torch.maximum(cut, m)
+        assert cut is not None
+    else:
+        cut = as_tensor(cutoff, "cutoff", device)
+        if cut.shape != (num_q,):
+            raise ValueError(
+                f"cutoff: expected shape ({num_q},), one bound per query, got {tuple(cut.shape)}"
+            )
+
+    rows_l, cols_l, vals_l = [], [], []
+    dev = cut.device
+    with cpu_threads(1, dev):
+        qp, qc, gp, gc = qp.to(dev), qc.to(dev), gp.to(dev), gc.to(dev)
+        _, good = _GalleryIndex(gp, gc, junk_pid).good_columns(qp, qc)
+        num_rel = good.sum(1)
+        cut64 = torch.where(
+            num_rel > 0, cut.to(torch.float64), torch.full_like(cut, math.nan, dtype=torch.float64)
         )
+        for offset, block in iterate():
+            rows, cols, vals = collect_at_most(block.to(dev), _round_up(cut64, block.dtype))
+            rows_l.append(rows)
+            cols_l.append(cols + offset)
+            vals_l.append(vals)
+        if len({v.dtype for v in vals_l}) > 1:
+            raise ValueError("blocks: all blocks must have the same dtype")
+        rows, cols = lexsort_rows(torch.cat(rows_l), torch.cat(cols_l), torch.cat(vals_l), num_q, num_g)
         hits = _hits_from_candidates(rows, cols, num_q, qp, qc, gp, gc, junk_pid, num_rel)
         first, ap = _first_and_ap(hits, ap_mode)
         ok = torch.nonzero(num_rel > 0).squeeze(1)

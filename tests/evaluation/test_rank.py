@@ -133,20 +133,28 @@ def test_nan_away_from_true_matches_ranks_last():
 @pytest.mark.parametrize("mode", MODES)
 def test_blocks_equal_full_matrix(mode):
     dist, qp, gp, qc, gc = _random_case(5)
-    good = (qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :]) & (gp[None, :] != -1)
-    cutoff = np.where(good, dist, -np.inf).max(1).astype(np.float64) + 1e-3  # slack is harmless
     edges = [0, 1, 40, 41, 100, dist.shape[1]]
-    blocks = (torch.from_numpy(dist[:, a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))
-    res = evaluate_blocks(blocks, cutoff, qp, gp, qc, gc, max_rank=30, ap_mode=mode)
-    _assert_same(res, evaluate_per_query(dist, qp, gp, qc, gc, max_rank=30, ap_mode=mode))
+
+    def blocks():
+        return (torch.from_numpy(dist[:, a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))
+
+    ref = evaluate_per_query(dist, qp, gp, qc, gc, max_rank=30, ap_mode=mode)
+    # Cutoffs found by a first pass over the blocks ...
+    _assert_same(evaluate_blocks(blocks, qp, gp, qc, gc, max_rank=30, ap_mode=mode), ref)
+    # ... or given, with slack (which only costs memory).
+    good = (qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :]) & (gp[None, :] != -1)
+    cutoff = np.where(good, dist, -np.inf).max(1).astype(np.float64) + 1e-3
+    _assert_same(evaluate_blocks(blocks(), qp, gp, qc, gc, cutoff=cutoff, max_rank=30, ap_mode=mode), ref)
 
 
 def test_blocks_reject_low_cutoff_and_wrong_coverage():
     dist, qp, gp, qc, gc = _random_case(6, ties=False)
     with pytest.raises(ValueError, match="cutoff of query row"):
-        evaluate_blocks([dist], np.full(len(qp), -10.0), qp, gp, qc, gc)
+        evaluate_blocks([dist], qp, gp, qc, gc, cutoff=np.full(len(qp), -10.0))
     with pytest.raises(ValueError, match="covered"):
-        evaluate_blocks([dist[:, :10]], np.full(len(qp), 10.0), qp, gp, qc, gc)
+        evaluate_blocks([dist[:, :10]], qp, gp, qc, gc, cutoff=np.full(len(qp), 10.0))
+    with pytest.raises(ValueError, match="callable"):
+        evaluate_blocks([dist], qp, gp, qc, gc)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
