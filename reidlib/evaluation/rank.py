@@ -16,8 +16,11 @@ matches, and everything ranked before its farthest true match has a distance ``<
 match's distance). So per query we collect only the gallery items with ``d <= t_max`` (one vectorised
 comparison over the row), sort those few lexicographically by ``(query, distance, gallery index)`` with
 one flat sort of packed 64-bit keys, and read every true match's rank off a cumulative count. With a
-trained model that is about 1 % of the matrix; on an uninformative (random) distance matrix it can
-approach all of it, and the method degrades gracefully to a sort of every row.
+trained model that is about 1 % of the matrix. Rows where a column sample says more than
+``DENSE_ROW_FRACTION`` of the gallery would be collected (an uninformative ranking) are instead
+sorted whole (values only) and each true match's rank is found by binary search, ties resolved by
+gallery index - so a random matrix costs one row sort, still several times less than a per-query
+argsort loop.
 """
 
 from __future__ import annotations
@@ -29,8 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, as_id_vector, as_tensor, cpu_threads
-from reidlib.evaluation.search import collect_at_most, lexsort_rows
+from reidlib.evaluation.arrays import (
+    ArrayLike,
+    as_float_matrix,
+    as_id_vector,
+    as_tensor,
+    cpu_threads,
+    use_numpy,
+)
+from reidlib.evaluation.search import collect_at_most, count_at_most, lexsort_rows
 
 AP_MODES = ("full", "trapezoid", "truncated50")
 TRUNCATION_RANK = 50  # BDB/PMM's evaluation keeps the top-50 ranks only
@@ -193,9 +203,12 @@ class _GalleryIndex:
         self.uniq, self.counts = torch.unique_consecutive(g_pids[self.order], return_counts=True)
         self.starts = torch.cumsum(self.counts, 0) - self.counts
 
-    def good_columns(self, q_pids: torch.Tensor, q_cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cols, good)``, both ``(R, W)``: same-identity gallery columns per query and which of them
-        are true matches (other camera, not junk). Padding entries have ``good == False``."""
+    def good_columns(
+        self, q_pids: torch.Tensor, q_cams: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(cols, good, junk)``, all ``(R, W)``: same-identity gallery columns per query (ascending),
+        which of them are true matches (other camera) and which are junk (same camera). Padding
+        entries are neither."""
         pos = torch.searchsorted(self.uniq, q_pids).clamp(max=self.uniq.numel() - 1)
         found = self.uniq[pos] == q_pids
         if self.junk_pid is not None:
@@ -206,8 +219,8 @@ class _GalleryIndex:
         valid = j[None, :] < count[:, None]
         flat = (self.starts[pos][:, None] + j[None, :]).clamp(max=self.order.numel() - 1)
         cols = self.order[flat]
-        good = valid & (self.g_cams[cols] != q_cams[:, None])
-        return cols, good
+        same_cam = self.g_cams[cols] == q_cams[:, None]
+        return cols, valid & ~same_cam, valid & same_cam
 
 
 def _summarise(
@@ -310,6 +323,11 @@ def evaluate(
         return _evaluate_chunks(d, qp, gp, qc, gc, rows_per_chunk, max_rank, ap_mode, junk_pid)
 
 
+# Rows whose cutoff admits more than this fraction of the gallery (an uninformative ranking) are
+# sorted whole instead of going through the candidate path, whose per-candidate cost is higher.
+DENSE_ROW_FRACTION = 1 / 16
+
+
 def _evaluate_chunks(
     d: torch.Tensor,
     qp: torch.Tensor,
@@ -321,14 +339,15 @@ def _evaluate_chunks(
     ap_mode: str,
     junk_pid: int | None,
 ) -> RankResult:
-    num_q = d.shape[0]
+    num_q, num_g = d.shape
     dev = d.device
     index = _GalleryIndex(gp, gc, junk_pid)
     firsts, aps, valid = [], [], []
+    sample = slice(None, None, max(1, num_g // 256))
     for s in range(0, num_q, rows_per_chunk):
         e = min(num_q, s + rows_per_chunk)
         block = _half_to_float(d[s:e])
-        cols, good = index.good_columns(qp[s:e], qc[s:e])
+        cols, good, junk = index.good_columns(qp[s:e], qc[s:e])
         good_d = torch.gather(block, 1, cols)
         if torch.isnan(good_d[good]).any():
             raise ValueError(f"distmat: NaN distance at a true match of a query in rows {s}..{e - 1}")
@@ -336,7 +355,28 @@ def _evaluate_chunks(
         neg_inf = torch.tensor(-math.inf, dtype=block.dtype, device=dev)
         cutoff = torch.where(good, good_d, neg_inf).amax(1)
         cutoff = torch.where(num_rel > 0, cutoff, torch.full_like(cutoff, math.nan))
-        first, ap = _rank_block_rows(block, cutoff, num_rel, qp[s:e], qc[s:e], gp, gc, junk_pid, ap_mode)
+
+        # Route each row by the fraction of a column sample it would collect.
+        sampled = block[:, sample]
+        dense = count_at_most(sampled, cutoff).to(dev) > DENSE_ROW_FRACTION * sampled.shape[1]
+        # Candidate path on the whole block (dense rows get a NaN cutoff: they collect nothing), so
+        # no rows are copied; the few dense rows are copied and sorted.
+        nan = torch.full_like(cutoff, math.nan)
+        rows, c, v = collect_at_most(block, torch.where(dense, nan, cutoff))
+        rows, c = lexsort_rows(rows, c, v, e - s, num_g)
+        expected = torch.where(dense, torch.zeros_like(num_rel), num_rel)
+        hits = _hits_from_candidates(rows, c, e - s, qp[s:e], qc[s:e], gp, gc, junk_pid, expected)
+        first, ap = _first_and_ap(hits, ap_mode)
+        if bool(dense.any()):
+            idx = torch.nonzero(dense).squeeze(1)
+            if idx.numel() == e - s:
+                sub = block
+            elif use_numpy(block):
+                sub = torch.from_numpy(block.numpy()[idx.numpy()])  # numpy's row gather is faster
+            else:
+                sub = block[idx]
+            hits = _hits_sorting_rows(sub, cols[idx], good[idx], junk[idx], good_d[idx], gp, junk_pid)
+            first[idx], ap[idx] = _first_and_ap(hits, ap_mode)
         ok = torch.nonzero(num_rel > 0).squeeze(1)
         firsts.append(first[ok])
         aps.append(ap[ok])
@@ -344,21 +384,64 @@ def _evaluate_chunks(
     return _summarise(torch.cat(firsts), torch.cat(aps), torch.cat(valid), num_q, max_rank, ap_mode)
 
 
-def _rank_block_rows(
+def _hits_sorting_rows(
     block: torch.Tensor,
-    cutoff: torch.Tensor,
-    num_rel: torch.Tensor,
-    qp: torch.Tensor,
-    qc: torch.Tensor,
+    cols: torch.Tensor,
+    good: torch.Tensor,
+    junk: torch.Tensor,
+    vals: torch.Tensor,
     gp: torch.Tensor,
-    gc: torch.Tensor,
     junk_pid: int | None,
-    ap_mode: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    rows, cols, vals = collect_at_most(block, cutoff)
-    rows, cols = lexsort_rows(rows, cols, vals, block.shape[0], block.shape[1])
-    hits = _hits_from_candidates(rows, cols, block.shape[0], qp, qc, gp, gc, junk_pid, num_rel)
-    return _first_and_ap(hits, ap_mode)
+) -> _Hits:
+    """Ranks of the true matches by sorting whole rows (values only) and binary-searching each true
+    match's distance - for rows where most of the gallery ranks above the last true match.
+
+    ``cols``/``good``/``junk``/``vals``: ``(R, W)`` same-identity columns, their true-match and
+    same-camera-junk masks and their distances (from :meth:`_GalleryIndex.good_columns`).
+    """
+    dev = block.device
+    rows_d = block
+    if junk_pid is not None:
+        keep = gp != junk_pid
+        if not bool(keep.all()):
+            rows_d = block[:, keep]  # global junk never ranks; column order (tie order) is kept
+            new_col = torch.cumsum(keep.to(torch.int64), 0) - 1
+            cols = torch.where(good | junk, new_col[cols], cols)
+    if use_numpy(rows_d):
+        sorted_t = torch.from_numpy(np.sort(rows_d.numpy(), axis=1))
+    else:
+        sorted_t = torch.sort(rows_d, dim=1).values
+    # NaN sorts last but breaks the binary search; as +inf it stays last (ties with a true match at
+    # +inf are then re-counted on the unsorted row, where NaN equals nothing).
+    nan_rows = torch.nonzero(torch.isnan(sorted_t[:, -1])).squeeze(1)
+    if nan_rows.numel():
+        sorted_t[nan_rows] = torch.nan_to_num(
+            sorted_t[nan_rows], nan=math.inf, posinf=math.inf, neginf=-math.inf
+        )
+
+    # True matches of each row in (distance, column) order, padding last: the columns ascend, so a
+    # stable sort by distance and then a stable sort by "is padding" give that order.
+    order = torch.argsort(vals, dim=1, stable=True)
+    order = order.gather(1, torch.argsort((~good).gather(1, order).to(torch.int8), dim=1, stable=True))
+    tg = good.gather(1, order)
+    t = torch.where(tg, vals.gather(1, order), torch.zeros_like(vals))  # padding: any finite value
+    tc = cols.gather(1, order)
+    before = torch.searchsorted(sorted_t, t)  # entries with a strictly smaller distance
+    equal = torch.searchsorted(sorted_t, t, right=True) - before
+    # Ties with other entries (beyond the match itself): count the tied entries left of the match.
+    tie_r, tie_k = torch.nonzero((equal > 1) & tg, as_tuple=True)
+    step = max(1, 2**24 // max(rows_d.shape[1], 1))
+    col_ids = torch.arange(rows_d.shape[1], device=dev)
+    for a in range(0, tie_r.numel(), step):
+        rr, kk = tie_r[a : a + step], tie_k[a : a + step]
+        left = (rows_d[rr] == t[rr, kk, None]) & (col_ids[None, :] < tc[rr, kk, None])
+        before[rr, kk] += left.sum(1)
+    # Same-camera junk ranked before a match does not count.
+    jv, jc = vals[:, None, :], cols[:, None, :]
+    ahead = (jv < t[..., None]) | ((jv == t[..., None]) & (jc < tc[..., None]))
+    rank = before - (ahead & junk[:, None, :]).sum(-1)
+    g_rows, g_k = torch.nonzero(tg, as_tuple=True)
+    return _Hits(rows=g_rows, hit=g_k, ranks=rank[g_rows, g_k], num_rel=tg.sum(1))
 
 
 def _round_up(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -453,7 +536,7 @@ def evaluate_blocks(
     dev = cut.device
     with cpu_threads(1, dev):
         qp, qc, gp, gc = qp.to(dev), qc.to(dev), gp.to(dev), gc.to(dev)
-        _, good = _GalleryIndex(gp, gc, junk_pid).good_columns(qp, qc)
+        _, good, _ = _GalleryIndex(gp, gc, junk_pid).good_columns(qp, qc)
         num_rel = good.sum(1)
         cut64 = torch.where(
             num_rel > 0, cut.to(torch.float64), torch.full_like(cut, math.nan, dtype=torch.float64)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import reidlib.evaluation.rank as rank_module
 from reidlib.evaluation.rank import RankResult, evaluate, evaluate_blocks
 from tests.evaluation.reference import evaluate_per_query
 
@@ -34,9 +35,17 @@ def _assert_same(res, ref):
     assert res.rank20 == pytest.approx(np.mean(first < 20))
 
 
+@pytest.fixture(params=["routed", "all-candidates", "all-sorted"])
+def row_path(request, monkeypatch):
+    """Rows go through the candidate path, the whole-row sort, or are routed by their density."""
+    fraction = {"routed": rank_module.DENSE_ROW_FRACTION, "all-candidates": 2.0, "all-sorted": -1.0}
+    monkeypatch.setattr(rank_module, "DENSE_ROW_FRACTION", fraction[request.param])
+    return request.param
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", range(4))
-def test_matches_per_query_reference_with_ties_junk_and_skips(mode, seed):
+def test_matches_per_query_reference_with_ties_junk_and_skips(code_path, row_path, mode, seed):
     dist, qp, gp, qc, gc = _random_case(seed, ties=seed % 2 == 0, dtype=[np.float32, np.float64][seed // 2])
     ref = evaluate_per_query(dist, qp, gp, qc, gc, max_rank=30, ap_mode=mode)
     assert ref[5] >= 1  # the case really contains skipped queries
@@ -45,7 +54,7 @@ def test_matches_per_query_reference_with_ties_junk_and_skips(mode, seed):
         _assert_same(res, ref)
 
 
-def test_tensor_and_integer_inputs_and_negative_zero():
+def test_tensor_and_integer_inputs_and_negative_zero(row_path):
     dist, qp, gp, qc, gc = _random_case(7)
     int_dist = (dist * 6).round().astype(np.int64) - 3  # integer distances, negative ones included
     ref = evaluate_per_query(int_dist, qp, gp, qc, gc)
@@ -123,7 +132,7 @@ def test_bad_inputs_raise():
         evaluate(dist, [1.5, 2], *ok[1:])
 
 
-def test_nan_away_from_true_matches_ranks_last():
+def test_nan_away_from_true_matches_ranks_last(row_path):
     dist, qp, gp, qc, gc = _random_case(11, ties=False, dtype=np.float64)
     good = (qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :])
     dist[~good & (np.arange(dist.shape[1]) % 3 == 0)] = np.nan
