@@ -32,8 +32,14 @@ from tests.evaluation.reference import evaluate_per_query  # noqa: E402
 NUM_QUERY, NUM_GALLERY, NUM_IDS, NUM_CAMS, NUM_DISTRACTORS = 3368, 19732, 750, 6, 6617
 
 
-def market_like_features(seed: int = 0, dim: int = 256, noise: float = 1.5, num_gallery: int = NUM_GALLERY):
-    """Market-1501-shaped synthetic embeddings and labels.
+def market_like_features(
+    seed: int = 0,
+    dim: int = 256,
+    noise: float = 1.5,
+    num_query: int = NUM_QUERY,
+    num_gallery: int = NUM_GALLERY,
+):
+    """Market-1501-shaped synthetic embeddings and labels (sizes scalable for smaller runs).
 
     Returns ``(q_feats, g_feats, q_pids, g_pids, q_cams, g_cams)``; features are L2-normalised
     float32 tensors, labels int64 numpy arrays; gallery pid 0 = distractor (a random person each).
@@ -45,8 +51,8 @@ def market_like_features(seed: int = 0, dim: int = 256, noise: float = 1.5, num_
     g_pids = np.concatenate(
         [rng.integers(1, NUM_IDS + 1, num_gallery - num_distractors), np.zeros(num_distractors, np.int64)]
     )
-    q_pids = rng.integers(1, NUM_IDS + 1, NUM_QUERY)
-    g_cams, q_cams = rng.integers(0, NUM_CAMS, num_gallery), rng.integers(0, NUM_CAMS, NUM_QUERY)
+    q_pids = rng.integers(1, NUM_IDS + 1, num_query)
+    g_cams, q_cams = rng.integers(0, NUM_CAMS, num_gallery), rng.integers(0, NUM_CAMS, num_query)
 
     def embed(pids, cams):
         base = centres[pids].copy()
