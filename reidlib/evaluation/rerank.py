@@ -1,22 +1,24 @@
 """k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal
 Encoding", CVPR 2017), on the k-nearest-neighbour structure instead of dense (N, N) arrays.
 
-The algorithm, for the N = Q + G probe and gallery images together (equation numbers of the paper):
+The algorithm, for the N = Q + G probe and gallery images together, in the paper's notation (it is
+not one of the five seed papers, so its equation numbers are not cited here):
 
 1. ``d(p, g)``: the original distance. As in the authors' released code, the input distances are
    squared and every row is divided by its maximum, so ``d`` lies in ``[0, 1]``.
-2. ``N(p, k)``: the ``k`` nearest neighbours of ``p`` (``p`` itself included, so ``k + 1`` entries).
-   ``R(p, k) = {g in N(p, k) : p in N(g, k)}``, the k-reciprocal neighbours (Eq. 4).
+2. ``N(p, k)``: the ``k`` nearest neighbours of ``p`` (``p`` itself included, so ``k + 1`` entries);
+   ``R(p, k) = {g in N(p, k) : p in N(g, k)}``, the k-reciprocal nearest neighbours.
 3. ``R*(p, k) = R(p, k) ∪ R(q, k/2)`` for every ``q in R(p, k)`` whose half-size set overlaps
-   ``R(p, k)`` in more than 2/3 of its elements (Eq. 6; ``k/2`` is rounded half-to-even as the
-   released code's ``np.around``; the paper writes ``>=``, the released code ``>``, we follow the code).
-4. ``V_p``: a sparse vector over all N images with ``V_{p,g} = exp(-d(p, g))`` on ``R*(p, k1)``,
-   zero elsewhere (Eq. 7), normalised to sum 1 as in the released code.
-5. Local query expansion (Eq. 10): ``V_p <- mean of V_g over g in N(p, k2)`` (skipped when k2 = 1).
-6. Jaccard distance (Eq. 9/11): ``d_J(p, g) = 1 - sum_j min(V_pj, V_gj) / sum_j max(V_pj, V_gj)``;
-   with ``max = V_p + V_g - min`` only the entries where both are non-zero are ever touched - the
+   ``R(p, k)`` in more than 2/3 of its elements (``k/2`` rounded half-to-even as the released code's
+   ``np.around``; the paper writes the condition with ``>=``, the released code with ``>``, which we
+   follow since the published numbers come from it).
+4. ``V_p``: a sparse vector over all N images with ``V_{p,g} = exp(-d(p, g))`` on ``R*(p, k1)`` (a
+   Gaussian kernel of the distance), zero elsewhere, normalised to sum 1 as in the released code.
+5. Local query expansion: ``V_p <- mean of V_g over g in N(p, k2)`` (skipped when k2 = 1).
+6. Jaccard distance: ``d_J(p, g) = 1 - sum_j min(V_pj, V_gj) / sum_j max(V_pj, V_gj)``; with
+   ``max = V_p + V_g - min`` only the entries where both are non-zero are ever touched - the
    "sparse V" trick, done here with an inverted index over V's columns.
-7. Final distance (Eq. 12): ``d* = (1 - lambda) d_J + lambda d``.
+7. Final distance: ``d* = (1 - lambda) d_J + lambda d``.
 
 Memory is O(N k) for the neighbour lists, O(nnz(V)) for the sparse vectors, and one chunk of distance
 rows at a time, instead of the several dense (N, N) arrays of the released numpy code (about 10 GB
@@ -73,6 +75,8 @@ def rerank(
     qq = as_float_matrix(q_q, "q_q", dev)
     gg = as_float_matrix(g_g, "g_g", dev)
     num_q, num_g = qg.shape
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"q_g: expected at least one query and one gallery item, got {tuple(qg.shape)}")
     if qq.shape != (num_q, num_q):
         raise ValueError(f"q_q: expected shape ({num_q}, {num_q}) to match q_g, got {tuple(qq.shape)}")
     if gg.shape != (num_g, num_g):
@@ -123,6 +127,8 @@ def rerank_features(
     gf = as_float_matrix(g_feats, "g_feats", qf.device)
     if qf.shape[1] != gf.shape[1]:
         raise ValueError(f"q_feats and g_feats: feature dimensions differ ({qf.shape[1]} vs {gf.shape[1]})")
+    if qf.shape[0] == 0 or gf.shape[0] == 0:
+        raise ValueError(f"q_feats, g_feats: expected >= 1 row each, got {qf.shape[0]} and {gf.shape[0]}")
     feats = torch.cat([qf, gf]).to(torch.promote_types(qf.dtype, gf.dtype))
     if metric == "cosine":
         feats = torch.nn.functional.normalize(feats, dim=1)
@@ -262,23 +268,23 @@ def _rerank_core(
         row_max[i0:i1], top[i0:i1] = source.neighbours(i0, i1, k1 + 1)
     row_max.clamp_(min=torch.finfo(dtype).tiny)
 
-    # Pass 2: k-reciprocal sets R(p, k1), R(p, k1/2), and the expansion R*(p, k1) (Eq. 4-6).
+    # Pass 2: k-reciprocal sets R(p, k1), R(p, k1/2), and the expansion R*(p, k1).
     half = int(np.around(k1 / 2))
     v_rows, v_cols = _expanded_sets(_reciprocal(top, k1), _reciprocal(top, half), step)
 
-    # Pass 3: Gaussian weights on R*, normalised per row (Eq. 7); d = D / row max.
+    # Pass 3: Gaussian weights on R*, normalised per row; d = D / row max.
     w = torch.exp(-source.pairs(v_rows, v_cols) / row_max[v_rows])
     w_sum = torch.zeros(n, dtype=dtype, device=dev).index_add_(0, v_rows, w)
     V = _csr(v_rows, v_cols, w / w_sum[v_rows], n, n)
 
-    # Pass 4: local query expansion over the k2 nearest neighbours (Eq. 10).
+    # Pass 4: local query expansion over the k2 nearest neighbours.
     if k2 != 1:
         qe_rows = torch.arange(n, device=dev).repeat_interleave(k2)
         qe_cols = top[:, :k2].reshape(-1)
         qe_vals = torch.full((n * k2,), 1.0 / k2, dtype=dtype, device=dev)
         V = _csr_matmul(_csr(qe_rows, qe_cols, qe_vals, n, n), V)
 
-    # Pass 5: Jaccard distance between queries and gallery (Eq. 9), then the mix (Eq. 12).
+    # Pass 5: Jaccard distance between queries and gallery, then the lambda mix.
     return _jaccard_mix(V, source, row_max, lambda_, [b for b in bounds if b[1] <= num_q], progress)
 
 
