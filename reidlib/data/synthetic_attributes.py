@@ -62,7 +62,7 @@ HAIR_COLOURS: dict[str, RGB] = {
     "red": (150, 64, 30),
 }
 
-BUILDS: dict[str, float] = {"slim": 0.86, "average": 1.0, "broad": 1.16}  # width factor of torso/limbs
+BUILDS: dict[str, float] = {"slim": 0.98, "average": 1.12, "broad": 1.28}  # width factor of torso/limbs
 HAIR_STYLES = ("short", "long", "ponytail", "bald")
 UPPER_PATTERNS = ("solid", "stripes", "checks", "two_tone")
 SLEEVES = ("short", "long")

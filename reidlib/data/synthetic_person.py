@@ -166,7 +166,9 @@ class PersonPainter:
                 ellipse(cv, fr, self.eyes, s * 0.015, 0.073, 0.004, 0.003)
         else:
             ellipse(cv, fr, self.skin_head, 0.0, 0.068, 0.043, 0.058)
-            if a.hair_style != "bald":
+            if a.hair_style == "long":  # covers the nape too
+                ellipse(cv, fr, self.hair, 0.0, 0.068, 0.047, 0.062)
+            elif a.hair_style != "bald":
                 ellipse(cv, fr, self.hair, 0.0, 0.062, 0.047, 0.058)
                 if a.hair_style == "ponytail":
                     ellipse(cv, fr, self.hair, 0.0, 0.125, 0.017, 0.045)
