@@ -11,7 +11,8 @@ def test_help_is_fast_and_light():
     out = subprocess.run([sys.executable, "-c", "import sys, reidlib.cli; print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-    top = subprocess.run([sys.executable, "-m", "reidlib", "--help"], capture_output=True, text=True, check=True)
+    top = subprocess.run([sys.executable, "-m", "reidlib", "--help"], capture_output=True, text=True,
+                         check=True)
     for command in ("synth", "train", "evaluate"):
         assert command in top.stdout
 
@@ -19,7 +20,8 @@ def test_help_is_fast_and_light():
 @pytest.mark.parametrize("command, options", [
     ("synth", ["--preset", "--out", "--seed", "--height", "--width", "--quality"]),
     ("train", ["--config", "--out", "--resume", "--no-resume", "--device", "--epochs"]),
-    ("evaluate", ["--config", "--checkpoint", "--dataset", "--root", "--flip", "--rerank", "--metric", "--out"]),
+    ("evaluate", ["--config", "--checkpoint", "--dataset", "--root", "--preset", "--flip", "--rerank",
+                  "--metric", "--out"]),
 ])
 def test_every_option_is_explained(command, options, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "step", "multistep", "log_decay")
+SCHEDULE_UNITS = ("epoch", "iteration")
 PROGRESS_MODES = ("auto", "bar", "line", "none")
 
 
@@ -59,37 +60,48 @@ class OptimizerConfig:
 class ScheduleConfig:
     """Learning-rate schedule, as a factor on the base LR (see :mod:`reidlib.engine.schedules`).
 
-    All counts are in *schedule steps*: epochs, or optimizer iterations when ``per_iteration`` is true.
+    The counts ``step_size``, ``milestones``, ``warmup`` and ``half_life`` are in ``unit``: epochs
+    (fractions allowed) or optimizer iterations. ``per_iteration`` says how often the LR changes: after
+    every optimizer step (a smooth ramp/decay) or once per epoch. Epoch counts with per-iteration
+    updates are converted with the loader's real number of steps per epoch, so a config never has to
+    know how many batches an identity sampler yields.
 
     Attributes:
-        kind: ``"constant"``; ``"step"`` (times ``gamma`` every ``step_size`` steps); ``"multistep"``
+        kind: ``"constant"``; ``"step"`` (times ``gamma`` every ``step_size``); ``"multistep"``
             (times ``gamma`` at each of ``milestones``); ``"log_decay"`` (log-linear decay from the base
-            LR to ``final_lr``, or halving every ``half_life`` steps, seed 001).
+            LR to ``final_lr``, or halving every ``half_life``, seed 001).
         step_size: period of ``"step"``.
-        milestones: steps at which ``"multistep"`` multiplies by ``gamma``. Like ``step_size`` they count
-            from the start of training, warm-up included (BDB's milestones are absolute epochs).
+        milestones: when ``"multistep"`` multiplies by ``gamma``. Like ``step_size`` they count from the
+            start of training, warm-up included (BDB's milestones are absolute epochs).
         gamma: decay factor of ``"step"``/``"multistep"``.
-        warmup: number of linear warm-up steps at the start (0: none).
+        warmup: length of the linear warm-up at the start (0: none).
         warmup_start_factor: LR factor of the first warm-up step (seed 000: 3e-6 / 3e-4 = 0.01).
         final_lr: ``"log_decay"``: LR of the last step (seed 001: 1e-2 -> 1e-4).
-        half_life: ``"log_decay"`` alternative to ``final_lr``: the LR halves every ``half_life`` steps
+        half_life: ``"log_decay"`` alternative to ``final_lr``: the LR halves every ``half_life``
             (seed 001's ranking stage halves it every 512 iterations).
-        per_iteration: step the schedule after every optimizer step instead of every epoch.
+        unit: ``"epoch"`` or ``"iteration"`` (the latter needs ``per_iteration``).
+        per_iteration: update the LR after every optimizer step instead of every epoch.
     """
 
     kind: str = "constant"
-    step_size: int = 0
-    milestones: list[int] = field(default_factory=list)
+    step_size: float = 0
+    milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
-    warmup: int = 0
+    warmup: float = 0
     warmup_start_factor: float = 0.01
     final_lr: float | None = None
     half_life: float | None = None
+    unit: str = "epoch"
     per_iteration: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule.kind={self.kind!r}; expected one of {SCHEDULES}")
+        if self.unit not in SCHEDULE_UNITS:
+            raise ValueError(f"schedule.unit={self.unit!r}; expected one of {SCHEDULE_UNITS}")
+        if self.unit == "iteration" and not self.per_iteration:
+            raise ValueError("schedule.unit='iteration' needs per_iteration: true (counts in iterations "
+                             "cannot be followed by a once-per-epoch update)")
         if self.kind == "step" and self.step_size <= 0:
             raise ValueError(f"schedule.kind='step' needs step_size > 0, got {self.step_size}")
         if self.kind == "multistep":
@@ -110,7 +122,7 @@ class ScheduleConfig:
             raise ValueError(f"schedule.warmup_start_factor is not in (0, 1]: {self.warmup_start_factor}")
         if not self.gamma > 0:
             raise ValueError(f"schedule.gamma must be > 0, got {self.gamma}")
-        self.milestones = [int(m) for m in self.milestones]
+        self.milestones = [float(m) for m in self.milestones]
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Every schedule is one :class:`torch.optim.lr_scheduler.LambdaLR` whose factor is a plain-data callable
 (:class:`LRFactor`), so the scheduler's ``state_dict`` holds only numbers and loads with
-``torch.load(weights_only=True)``. The factor at schedule step ``t`` (epoch or iteration) is
+``torch.load(weights_only=True)``. The factor at schedule step ``t`` (an epoch, or an optimizer step
+when the schedule updates per iteration; counts given in epochs are then multiplied by the steps per
+epoch) is
 
 ``warmup(t) * decay(t)``, where
 
@@ -78,17 +80,18 @@ class LRFactor:
     into the scheduler's state as numbers only.
 
     Attributes:
-        kind, step_size, milestones, gamma, warmup, warmup_start_factor: as in :class:`ScheduleConfig`.
+        kind, gamma, warmup_start_factor: as in :class:`ScheduleConfig`.
+        step_size, milestones, warmup: as in :class:`ScheduleConfig`, converted to schedule steps.
         log_ratio: ``log(final_lr / lr)`` for ``log_decay`` with a final LR (0 otherwise).
-        half_life: halving period for ``log_decay`` (0: use ``log_ratio``).
+        half_life: halving period for ``log_decay`` in schedule steps (0: use ``log_ratio``).
         total_steps: number of schedule steps in the whole run.
     """
 
     kind: str
-    step_size: int = 0
-    milestones: list[int] = field(default_factory=list)
+    step_size: float = 0.0
+    milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
-    warmup: int = 0
+    warmup: float = 0.0
     warmup_start_factor: float = 1.0
     log_ratio: float = 0.0
     half_life: float = 0.0
@@ -119,19 +122,28 @@ class LRFactor:
         raise ValueError(f"unknown schedule kind {self.kind!r}")
 
 
-def lr_factor(cfg: ScheduleConfig, base_lr: float, total_steps: int) -> LRFactor:
-    """The :class:`LRFactor` of ``cfg`` for a run of ``total_steps`` schedule steps at ``base_lr``."""
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if cfg.warmup >= total_steps and cfg.warmup > 0:
-        raise ValueError(f"schedule.warmup={cfg.warmup} is not shorter than the run ({total_steps} steps)")
+def lr_factor(cfg: ScheduleConfig, base_lr: float, epochs: int, iters_per_epoch: int = 1) -> LRFactor:
+    """The :class:`LRFactor` of ``cfg`` for a run of ``epochs`` epochs of ``iters_per_epoch`` optimizer
+    steps at ``base_lr``.
+
+    Raises:
+        ValueError: the warm-up is not shorter than the run, or the run has no step.
+    """
+    if epochs < 1 or iters_per_epoch < 1:
+        raise ValueError(f"epochs and iters_per_epoch must be >= 1, got {epochs}, {iters_per_epoch}")
+    total_steps = schedule_steps(cfg, epochs, iters_per_epoch)
+    scale = float(iters_per_epoch) if (cfg.per_iteration and cfg.unit == "epoch") else 1.0
+    warmup = cfg.warmup * scale
+    if warmup > 0 and warmup >= total_steps:
+        raise ValueError(f"schedule.warmup={cfg.warmup} {cfg.unit}(s) is not shorter than the run "
+                         f"({epochs} epochs of {iters_per_epoch} steps)")
     log_ratio = 0.0
     if cfg.kind == "log_decay" and cfg.final_lr is not None:
         log_ratio = math.log(cfg.final_lr / base_lr)
     return LRFactor(
-        kind=cfg.kind, step_size=cfg.step_size, milestones=list(cfg.milestones), gamma=cfg.gamma,
-        warmup=cfg.warmup, warmup_start_factor=cfg.warmup_start_factor if cfg.warmup else 1.0,
-        log_ratio=log_ratio, half_life=float(cfg.half_life or 0.0), total_steps=total_steps,
+        kind=cfg.kind, step_size=cfg.step_size * scale, milestones=[m * scale for m in cfg.milestones],
+        gamma=cfg.gamma, warmup=warmup, warmup_start_factor=cfg.warmup_start_factor if warmup else 1.0,
+        log_ratio=log_ratio, half_life=float(cfg.half_life or 0.0) * scale, total_steps=total_steps,
     )
 
 
@@ -150,13 +162,12 @@ def build_scheduler(
     The caller steps it once per epoch, or once per optimizer step when ``cfg.per_iteration``.
     """
     lr0 = base_lr if base_lr is not None else optimizer.param_groups[0]["lr"]
-    factor = lr_factor(cfg, lr0, schedule_steps(cfg, epochs, iters_per_epoch))
+    factor = lr_factor(cfg, lr0, epochs, iters_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 
 
 def lr_curve(cfg: ScheduleConfig, base_lr: float, epochs: int, iters_per_epoch: int = 1) -> list[float]:
     """The LR at every schedule step of a run, without building an optimizer (for plots and tests)."""
-    total = schedule_steps(cfg, epochs, iters_per_epoch)
-    f = lr_factor(cfg, base_lr, total)
-    return [base_lr * f(t) for t in range(total)]
+    f = lr_factor(cfg, base_lr, epochs, iters_per_epoch)
+    return [base_lr * f(t) for t in range(f.total_steps)]
 

@@ -36,6 +36,8 @@ LossFn = Callable[[ReIDOutput, dict[str, Any]], tuple[Tensor, Mapping[str, float
 ForwardFn = Callable[[nn.Module, dict[str, Any]], ReIDOutput]
 
 _TUPLE_KEYS = ("image", "pid", "camid", "index")
+# TrainConfig fields that may change between a run and its resumption (train longer, log differently).
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,6 +70,19 @@ def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str,
 def default_forward(model: nn.Module, batch: dict[str, Any]) -> ReIDOutput:
     """``model(batch["image"])``; recipes whose model needs labels in training pass their own."""
     return model(batch["image"])
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (``to_dict`` output)."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += config_differences(a, b, prefix=f"{name}.")
+        elif a != b:
+            diffs.append(f"{name}: {a!r} -> {b!r}")
+    return diffs
 
 
 def _loader_generators(loader: Iterable) -> list[torch.Generator]:
@@ -110,7 +125,9 @@ class Trainer:
             ``lr_mult``, ``weight_decay``); default: all model parameters in one group.
         callbacks: see :mod:`reidlib.engine.callbacks`.
         forward_fn: ``(model, batch) -> ReIDOutput``; default ``model(batch["image"])``.
-        record: extra plain data stored in each checkpoint under ``"record"`` (e.g. the recipe config).
+        record: plain data stored in each checkpoint under ``"record"``, e.g. the recipe's data and model
+            config. Resuming requires the same ``record`` and the same ``cfg`` (except ``epochs``,
+            ``progress`` and ``checkpoint_every``), so a changed experiment never continues a stale run.
     """
 
     def __init__(
@@ -209,6 +226,12 @@ class Trainer:
         """
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
+        diffs = [d for d in config_differences(state.get("config", {}), to_dict(self.cfg))
+                 if d.split(":")[0] not in RESUMABLE_CHANGES]
+        diffs += config_differences(state.get("record", {}), self.record)
+        if diffs:
+            raise ValueError("cannot resume: the checkpoint was trained with a different config ("
+                             + "; ".join(diffs) + "); start over (resume=False) or use another output folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

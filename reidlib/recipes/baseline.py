@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class DataConfig:
         name: ``"synthreid"`` or a registered dataset (``market1501``, ``dukemtmc``, ``cuhk03``, ``msmt17``).
         preset: SynthReID size (``"tiny"``, ``"small"``, ``"market"``); ignored for real datasets.
         synth_seed: SynthReID's world seed (identities, cameras, pixels).
+        synth_overrides: SynthReID only: fields of the preset's ``SynthReIDConfig`` to change, e.g.
+            ``{num_train_ids: 120, num_train_images: 1680}`` (``name`` becomes ``<preset>-custom``).
         root: folder of a real dataset.
         loader_kwargs: extra arguments of the dataset loader (e.g. ``{variant: detected}`` for CUHK03).
         height, width: network input size in pixels.
@@ -61,6 +64,7 @@ class DataConfig:
     name: str = SYNTHREID
     preset: str = "small"
     synth_seed: int = 0
+    synth_overrides: dict[str, Any] = field(default_factory=dict)
     root: str | None = None
     loader_kwargs: dict[str, Any] = field(default_factory=dict)
     height: int = 256
@@ -202,14 +206,38 @@ class BaselineData:
     gallery_loader: DataLoader
 
 
+def synth_config(cfg: DataConfig):
+    """The ``SynthReIDConfig`` of ``cfg.preset`` with ``cfg.synth_overrides`` applied.
+
+    Raises:
+        ValueError: unknown preset or override field (the message lists the known ones).
+    """
+    import dataclasses
+
+    from reidlib.data.synthetic import PRESETS
+
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"data.preset={cfg.preset!r}; expected one of {sorted(PRESETS)}")
+    base = PRESETS[cfg.preset]
+    if not cfg.synth_overrides:
+        return base
+    known = {f.name for f in dataclasses.fields(base)} - {"name"}
+    unknown = sorted(set(cfg.synth_overrides) - known)
+    if unknown:
+        raise ValueError(f"data.synth_overrides has unknown field(s) {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(base, name=f"{cfg.preset}-custom", **cfg.synth_overrides)
+
+
 def load_splits(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, Callable | None]:
     """The dataset's splits and the ``image_source`` for in-memory (SynthReID) images, else ``None``."""
     if cfg.name == SYNTHREID:
         from reidlib.data.synthetic import SynthReID
 
-        synth = SynthReID(cfg.preset, seed=cfg.synth_seed, height=cfg.height, width=cfg.width)
+        synth = SynthReID(synth_config(cfg), seed=cfg.synth_seed, height=cfg.height, width=cfg.width)
         if cfg.cache:
-            synth.precache(progress=progress)
+            if progress:
+                print(f"rendering {synth.splits.name} at {cfg.height}x{cfg.width} ...", flush=True)
+            synth.precache(progress=progress and sys.stderr.isatty())
         return synth.splits, synth.load_image
     from reidlib.data.registry import load_dataset
 
@@ -348,7 +376,7 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
     if ev.every:
         callbacks.append(PeriodicEvaluation(lambda tr: _short(evaluate(tr.model)), every=ev.every))
     trainer = Trainer(model, BaselineLoss(cfg.loss), data.train_loader, cfg.train, out, device=dev,
-                      callbacks=callbacks, record={"baseline_config": to_dict(cfg)})
+                      callbacks=callbacks, record=_resume_record(cfg))
     history = trainer.fit(resume=resume)
     result = evaluate(trainer.model)
     if progress:
@@ -364,6 +392,11 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
     }
     (out / METRICS_FILE).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _resume_record(cfg: BaselineConfig) -> dict[str, Any]:
+    """The config sections a resumed run must share with the checkpoint (eval, paths, device may change)."""
+    return {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "loss": to_dict(cfg.loss)}
 
 
 def _short(result: Any) -> dict[str, float]:

@@ -109,3 +109,25 @@ def test_non_finite_loss_saves_and_names_iteration(tmp_path):
     state = load_checkpoint(saved[0])
     assert state["failure"]["iteration"] == 3 and state["failure"]["batch_index"].shape == (8,)
     assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 1  # last good epoch is kept for resuming
+
+
+def test_resume_refuses_a_different_config_but_allows_more_epochs(tmp_path):
+    make_trainer(tmp_path, 2).fit()
+    longer = make_trainer(tmp_path, 3)
+    longer.fit(resume=True)
+    assert longer.epoch == 3 and len(longer.history) == 3
+    changed = make_trainer(tmp_path, 4, grad_accum_steps=2)
+    with pytest.raises(ValueError, match="grad_accum_steps: 1 -> 2"):
+        changed.fit(resume=True)
+    make_trainer(tmp_path, 2, grad_accum_steps=2).fit(resume=False)  # starting over is always allowed
+
+
+def test_resume_refuses_a_different_record(tmp_path):
+    def trainer(epochs, height):
+        return Trainer(TinyReID(), ce_loss, shuffled_loader(), make_cfg(epochs), tmp_path,
+                       record={"data": {"height": height}})
+
+    trainer(2, 64).fit()
+    other = trainer(3, 32)
+    with pytest.raises(ValueError, match="data.height: 64 -> 32"):
+        other.fit()

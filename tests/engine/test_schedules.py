@@ -56,7 +56,7 @@ def test_log_decay_reaches_final_lr_log_linearly():
 
 
 def test_log_decay_half_life():
-    cfg = ScheduleConfig(kind="log_decay", half_life=4, per_iteration=True)
+    cfg = ScheduleConfig(kind="log_decay", half_life=4, unit="iteration", per_iteration=True)
     lrs = lr_curve(cfg, 1e-3, epochs=1, iters_per_epoch=9)
     assert lrs[4] == pytest.approx(5e-4) and lrs[8] == pytest.approx(2.5e-4)
 
@@ -86,6 +86,16 @@ def test_scheduler_state_is_plain_data(tmp_path):
 def test_bad_schedule_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ScheduleConfig(**kwargs)
+
+
+def test_epoch_counts_with_per_iteration_updates():
+    # warm-up over half an epoch and a decay after epoch 2, with 4 steps per epoch, updated every step
+    cfg = ScheduleConfig(kind="multistep", milestones=[2], gamma=0.1, warmup=0.5, warmup_start_factor=0.5,
+                         per_iteration=True)
+    lrs = lr_curve(cfg, 1.0, epochs=3, iters_per_epoch=4)
+    assert lrs == pytest.approx([0.5, 0.75] + [1.0] * 6 + [0.1] * 4)
+    with pytest.raises(ValueError, match="per_iteration"):
+        ScheduleConfig(unit="iteration")
 
 
 def test_warmup_longer_than_run_is_rejected():
