@@ -112,18 +112,12 @@ def rank_features(
     With ``rerank``, distances are k-reciprocal re-ranked (``rerank_params = (k1, k2, lambda)``).
     ``ap_mode`` picks the AP definition (``"full"``, ``"trapezoid"``, ``"truncated50"``).
     """
-    from reidlib.evaluation.distance import pairwise_distance
-    from reidlib.evaluation.rank import evaluate
+    from reidlib.evaluation.features import evaluate_features
 
-    q_g = pairwise_distance(query.feats, gallery.feats, metric)
-    if rerank:
-        from reidlib.evaluation.rerank import rerank as k_reciprocal
-
-        k1, k2, lam = rerank_params
-        q_q = pairwise_distance(query.feats, query.feats, metric)
-        g_g = pairwise_distance(gallery.feats, gallery.feats, metric)
-        q_g = k_reciprocal(q_g, q_q, g_g, k1=k1, k2=k2, lambda_=lam)
-    return evaluate(q_g, query.pids, gallery.pids, query.camids, gallery.camids, ap_mode=ap_mode)
+    k1, k2, lam = rerank_params
+    return evaluate_features(query.feats, gallery.feats, query.pids, gallery.pids, query.camids,
+                             gallery.camids, metric=metric, rerank=rerank, k1=k1, k2=k2, lambda_=lam,
+                             ap_mode=ap_mode)
 
 
 def evaluate_model(

@@ -78,3 +78,17 @@ def test_evaluate_model_ranks_matching_identities_first():
     gf = extract_features(RowSum(), loader(g, [1, 2, 2, 1], [1, 1, 1, 1]))
     again = rank_features(qf, gf)
     assert again.mAP == pytest.approx(result.mAP)
+
+
+def test_rank_features_with_rerank_and_ap_mode():
+    pytest.importorskip("reidlib.evaluation.features")
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(5, 8, generator=g)
+    q_pids, g_pids = np.arange(5), np.repeat(np.arange(5), 4)
+    q = Features(centers + 0.3 * torch.randn(5, 8, generator=g), q_pids, np.zeros(5, dtype=np.int64))
+    noise = 0.3 * torch.randn(20, 8, generator=g)
+    gal = Features(centers[g_pids] + noise, g_pids, np.ones(20, dtype=np.int64))
+    plain = rank_features(q, gal)
+    reranked = rank_features(q, gal, rerank=True, rerank_params=(4, 2, 0.3))
+    assert plain.mAP > 0.5 and reranked.mAP > 0.5 and reranked.num_valid == 5
+    assert rank_features(q, gal, ap_mode="trapezoid").ap_mode == "trapezoid"
