@@ -136,6 +136,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from reidlib.engine.trainer import NonFiniteLossError
     from reidlib.recipes.baseline import load_baseline_config, run_baseline
 
     cfg = load_baseline_config(args.config)
@@ -143,8 +144,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
         cfg.train.epochs = args.epochs
-    summary = run_baseline(cfg, out_dir=args.out, resume=args.resume, device=args.device)
     out = args.out or cfg.out_dir
+    try:
+        summary = run_baseline(cfg, out_dir=args.out, resume=args.resume, device=args.device)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; run the same command again to resume from {out}/latest.pt", file=sys.stderr)
+        return 130
     print(f"metrics, history and checkpoints in {out}/ ({summary['wall_time_s']:.0f} s)")
     return 0
 
@@ -158,8 +166,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg = load_baseline_config(args.config)
     if args.dataset is not None:
-        data = replace(cfg.data, name=args.dataset, root=args.root,
-                       preset=args.preset or cfg.data.preset, loader_kwargs={})
+        # another dataset: its loader options do not carry over; SynthReID overrides only with the same preset
+        data = replace(cfg.data, name=args.dataset, root=args.root, preset=args.preset or cfg.data.preset,
+                       loader_kwargs={}, synth_overrides={} if args.preset else cfg.data.synth_overrides)
         cfg = replace(cfg, data=data)
     elif args.root is not None or args.preset is not None:
         raise ValueError("--root/--preset need --dataset")
