@@ -121,8 +121,8 @@ def _check_metrics(metrics: Mapping[str, Any], where: str = "metrics") -> None:
     for key, value in metrics.items():
         if isinstance(value, Mapping):
             _check_metrics(value, f"{where}.{key}")
-        elif isinstance(value, (list, tuple)):
-            continue  # e.g. a CMC curve
+        elif isinstance(value, (list, tuple, str)):
+            continue  # a CMC curve, or a label such as ``ap_mode`` that ``RankResult.as_dict`` includes
         elif value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             try:
                 value = float(value)  # numpy / torch scalars
@@ -186,7 +186,8 @@ def save_run(
     Args:
         chapter, run: names (letters, digits, ``_-.``); the file is ``<root>/<chapter>/<scale>/<run>.json``.
         scale: one of ``smoke``, ``cpu``, ``full``.
-        metrics: name -> number (nested dicts and lists such as a CMC curve are allowed); must be finite.
+        metrics: name -> number, finite (nested dicts, lists such as a CMC curve, and string labels such as
+            ``ap_mode`` are allowed, so ``RankResult.as_dict()`` can be stored as it is).
             Rank metrics are stored as the evaluation returns them (fractions in [0, 1]).
         config: the run's configuration (dataclass or mapping) - what makes two runs the same run.
         dataset: dataset name, e.g. ``"synth_small"`` or ``"market1501"``.

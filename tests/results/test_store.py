@@ -67,7 +67,7 @@ def test_env_overrides_results_root(tmp_path, monkeypatch):
         ({"scale": "gpu"}, "unknown scale"),
         ({"metrics": {}}, "non-empty mapping"),
         ({"metrics": {"mAP": float("inf")}}, r"metrics.mAP is not finite"),
-        ({"metrics": {"mAP": "high"}}, r"metrics.mAP must be a number"),
+        ({"metrics": {"mAP": None}}, r"metrics.mAP must be a number"),
         ({"dataset": ""}, "dataset must be"),
         ({"wall_time_s": -1}, "wall_time_s"),
     ],
