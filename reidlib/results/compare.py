@@ -1,7 +1,9 @@
 """Compare two trees of results files (``make reproduce``: a fresh run against the committed one).
 
-Provenance and wall time are expected to differ and are ignored; everything else (metrics, config,
-history, extra, seed, dataset) is compared value by value, and every difference is reported.
+Provenance and timings are expected to differ and are ignored (the top-level ``provenance`` and
+``wall_time_s``, and at any depth the timing fields in :data:`TIMING_KEYS`, e.g. the per-epoch ``time_s``
+of a training history); everything else (metrics, config, history, extra, seed, dataset) is compared value
+by value, and every difference is reported.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 
 from reidlib.results.store import VOLATILE_KEYS
 
+#: Field names holding measured durations or speeds, ignored wherever they appear.
+TIMING_KEYS = frozenset({"time_s", "wall_time_s", "images_per_s", "seconds", "elapsed_s", "timestamp_utc"})
+
 
 def _diff(a: Any, b: Any, where: str, rtol: float, out: list[str]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
+        for key in sorted((set(a) | set(b)) - TIMING_KEYS, key=str):
             name = f"{where}.{key}" if where else str(key)
             if key not in b:
                 out.append(f"{name}: only in reference ({_short(a[key])})")

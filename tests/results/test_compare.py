@@ -4,8 +4,13 @@ from reidlib.results.store import save_run
 
 def test_compare_trees_reports_every_difference(tmp_path):
     ref, new = tmp_path / "ref", tmp_path / "new"
-    save_run("c", "same", "cpu", {"mAP": 0.5}, {"lr": 0.1}, "d", 0, 1.0, root=ref)
-    save_run("c", "same", "cpu", {"mAP": 0.5}, {"lr": 0.1}, "d", 0, 9.0, root=new)  # wall time ignored
+    save_run(
+        "c", "same", "cpu", {"mAP": 0.5}, {"lr": 0.1}, "d", 0, 1.0, [{"loss": 1.0, "time_s": 2.0}], root=ref
+    )
+    # wall time and per-epoch timings are ignored
+    save_run(
+        "c", "same", "cpu", {"mAP": 0.5}, {"lr": 0.1}, "d", 0, 9.0, [{"loss": 1.0, "time_s": 3.0}], root=new
+    )
     save_run("c", "diff", "cpu", {"mAP": 0.5, "cmc": [0.5, 0.6]}, {"lr": 0.1}, "d", 0, 1.0, root=ref)
     save_run("c", "diff", "cpu", {"mAP": 0.51, "cmc": [0.5, 0.7]}, {"lr": 0.2}, "d", 0, 1.0, root=new)
     save_run("c", "gone", "cpu", {"mAP": 0.5}, {}, "d", 0, 1.0, root=ref)
