@@ -18,12 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from reidlib.results.compare import compare_trees
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("reference", type=Path, help="committed results root (e.g. results)")
     parser.add_argument("new", type=Path, help="results root of the fresh run")
     parser.add_argument("--scale", default="cpu")
     parser.add_argument("--chapters", nargs="*", default=None, help="only these chapters")
-    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for numbers (default exact)")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default: exact)")
     args = parser.parse_args(argv)
     for root in (args.reference, args.new):
         if not root.is_dir():
