@@ -56,7 +56,7 @@ def reidlib_modules() -> list[str]:
 def api_pages(modules: list[str]) -> dict[str, str]:
     """MyST pages of the API reference: ``{file stem: text}``, one page per subpackage of reidlib.
 
-    A subpackage page shows the package docstring, then every module in it with its members.
+    A subpackage page shows the package docstring, then one section per module with its members.
     Top-level modules (``reidlib.cli``) share the ``reidlib`` page.
     """
     groups: dict[str, list[str]] = {}
@@ -67,15 +67,21 @@ def api_pages(modules: list[str]) -> dict[str, str]:
         groups.setdefault(group, []).append(name)
     pages = {}
     for group, names in sorted(groups.items()):
-        lines = [f"# `{group}`", "", "```{eval-rst}", f".. automodule:: {group}", "   :no-members:", ""]
+        lines = [
+            f"# `{group}`",
+            "",
+            "```{eval-rst}",
+            f".. automodule:: {group}",
+            "   :no-members:",
+            "```",
+            "",
+        ]
         for name in names:
             if name == group:
                 continue
-            if name in packages:
-                lines += [f".. automodule:: {name}", "   :no-members:", ""]
-            else:
-                lines += [f".. automodule:: {name}", ""]
-        lines += ["```", ""]
+            lines += [f"## `{name}`", "", "```{eval-rst}", f".. automodule:: {name}"]
+            lines += ["   :no-members:"] if name in packages else []
+            lines += ["```", ""]
         pages[group] = "\n".join(lines)
     return pages
 

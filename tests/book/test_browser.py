@@ -182,3 +182,14 @@ def test_results_pages(browser, server, path):
     assert not errors, f"JavaScript errors: {errors}"
     _assert_offline(server, requests)
     page.close()
+
+
+def test_api_reference(browser, server):
+    page, requests, errors = _open(browser, server, "book/api/reidlib.results.html", "api_reidlib_results")
+    _assert_theme_and_sidebar(page)
+    documented = page.locator("article dl.py.function, article dl.py.class").count()
+    assert documented >= 5, f"the API page documents {documented} functions/classes; autodoc did not run?"
+    assert page.locator("article dl.py.function dt#reidlib\\.results\\.store\\.save_run").count() == 1
+    assert not errors, f"JavaScript errors: {errors}"
+    _assert_offline(server, requests)
+    page.close()

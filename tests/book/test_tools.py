@@ -76,6 +76,7 @@ def test_api_pages_group_modules_by_subpackage():
     assert data.startswith("# `reidlib.data`")
     assert data.index("reidlib.data.records") < data.index("reidlib.data.synthetic")
     assert ".. automodule:: reidlib.data\n   :no-members:" in data
+    assert "## `reidlib.data.records`\n\n```{eval-rst}\n.. automodule:: reidlib.data.records\n```" in data
 
 
 def test_reidlib_modules_skip_main():
