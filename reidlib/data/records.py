@@ -1,0 +1,61 @@
+"""The record types every dataset loader returns.
+
+A re-ID dataset is three lists of ``(path, pid, camid)`` records. Train pids are relabelled to
+``0..C-1`` so they index a classifier directly; query and gallery keep the original pids, because the
+evaluation only compares them for equality (and pid 0 of Market-1501 must stay a distractor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Record(NamedTuple):
+    """One image: ``path`` on disk (or a key into an in-memory store), person id, camera id (0-based)."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReIDSplits:
+    """Train/query/gallery records of one dataset.
+
+    Attributes:
+        name: dataset name, e.g. ``"market1501"``.
+        train: training records, pids relabelled to ``0..num_train_pids-1``.
+        query: query records, original pids.
+        gallery: gallery records, original pids (distractors included).
+        num_train_pids: number of training identities ``C``.
+        num_cameras: number of cameras in the dataset.
+        root: folder the records were read from (``""`` for in-memory data).
+    """
+
+    name: str
+    train: list[Record]
+    query: list[Record]
+    gallery: list[Record]
+    num_train_pids: int
+    num_cameras: int
+    root: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A small table of ids / images per split, like the papers' dataset tables."""
+
+        def row(name: str, recs: list[Record]) -> str:
+            return f"  {name:<8} {len({r.pid for r in recs}):>6} ids {len(recs):>7} images"
+
+        return "\n".join(
+            [f"{self.name} ({self.num_cameras} cameras)", row("train", self.train),
+             row("query", self.query), row("gallery", self.gallery)]
+        )
+
+
+def relabel(records: list[Record]) -> tuple[list[Record], int]:
+    """Map the pids of ``records`` to ``0..C-1`` in sorted order of the original pid; return them and C."""
+    pids = sorted({r.pid for r in records})
+    mapping = {p: i for i, p in enumerate(pids)}
+    return [Record(r.path, mapping[r.pid], r.camid) for r in records], len(pids)
