@@ -7,10 +7,10 @@ uniform map for heat maps), titled axes, labelled units.
 
 from __future__ import annotations
 
+# No backend is forced here: notebooks keep their inline backend, and matplotlib falls back to Agg
+# by itself on a machine without a display.
 import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 #: Okabe & Ito's colour-blind-safe categorical palette (black last: use it for "other").
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
