@@ -15,6 +15,7 @@ writes:
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -79,6 +80,7 @@ def demo_figures(
     top_k: int = 8,
     max_score_images: int = 48,
     progress: bool = False,
+    query_index: int | None = None,
 ) -> dict[str, Path]:
     """Write one figure of each kind (see the module docstring) to ``out_dir``; return name -> path.
 
@@ -92,6 +94,10 @@ def demo_figures(
         top_k: gallery images per ranked list.
         max_score_images: query images used for the explanation scores.
         progress: show tqdm bars for the scores.
+        query_index: the query (index into ``synth.splits.query``) of the RAM and matching-region figures
+            and the first ranked list; default: the first query whose top-k mixes true and false matches.
+            The choice is written to ``choices.json`` (key ``"choices"`` of the result), so a second model
+            can be shown on the same query.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +152,10 @@ def demo_figures(
     # Queries whose top-k mixes right and wrong images say the most; fall back to the first queries.
     mixed = [q for q, r in enumerate(ranked) if r.matches.any() and not r.matches.all()]
     chosen = (mixed + [q for q in range(len(query)) if q not in mixed])[:3]
+    if query_index is not None:
+        if not 0 <= query_index < len(query):
+            raise ValueError(f"query_index {query_index} out of range: {len(query)} queries")
+        chosen = [query_index] + [q for q in chosen if q != query_index][:2]
     paths["ranked_lists"] = _save(plot_ranked_lists(
         [RankedRow(query[q].image, [gallery[i].image for i in ranked[q].gallery_indices], ranked[q].matches,
                    ap=ranked[q].ap, num_relevant=ranked[q].num_relevant,
@@ -218,5 +228,8 @@ def demo_figures(
     title = f"Where do the explanations point? ({len(items)} query images"
     title += "; CAM of the predicted class)" if cams is not None else ")"
     paths["scores"] = _save(plot_explanation_scores(summary, title=title), out / "scores.png")
+    paths["choices"] = out / "choices.json"
+    choices = {"query_index": int(chosen[0]), "cam_pid": int(pid) if cams is not None else None}
+    paths["choices"].write_text(json.dumps(choices))
     return paths
 
