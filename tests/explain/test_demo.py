@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -14,12 +16,13 @@ synthetic = pytest.importorskip("reidlib.data.synthetic")
 def test_demo_writes_every_figure(tmp_path):
     synth = synthetic.SynthReID("tiny", seed=0, height=64, width=32)
     model = make_model(branches=2, num_classes=synth.splits.num_train_pids)
-    paths = demo_figures(model, synth, tmp_path, top_k=4, max_score_images=6)
+    paths = demo_figures(model, synth, tmp_path, top_k=4, max_score_images=6, query_index=1)
     expected = {"cam", "ram_ranked_list", "ranked_lists", "gradcam_matching", "gradcam_implicit", "tsne",
-                "scores", "scores_csv"}
+                "scores", "scores_csv", "choices"}
     assert set(paths) == expected
-    for path in paths.values():
-        assert path.exists() and path.stat().st_size > 1000
+    for name, path in paths.items():
+        assert path.exists() and (name == "choices" or path.stat().st_size > 1000)
+    assert json.loads(paths["choices"].read_text())["query_index"] == 1
     summary = pd.read_csv(paths["scores_csv"])
     assert set(summary["method"]) == {"cam", "ram", "gradcam"}
     assert set(summary["map"]) == {"branch 1", "branch 2", "all"}

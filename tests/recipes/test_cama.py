@@ -1,0 +1,142 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from reidlib.data.records import Record
+from reidlib.explain.scores import branch_overlap
+from reidlib.losses.oap import CamaLoss, target_class_maps
+from reidlib.models.cama import CAMA
+from reidlib.recipes import cama
+from reidlib.recipes.cama import CamaConfig, config_for, cue_coverage, explain_records, narrow_resnet
+
+
+def test_scale_configs_keep_the_papers_k_as_a_share_of_the_cells():
+    full, cpu = cama.SCALE_CONFIGS["full"], cama.SCALE_CONFIGS["cpu"]
+    assert full.map_size == (16, 8) and full.k == 13  # the paper's k on its 16x8 map
+    h, w = cpu.map_size
+    assert (h, w) == (cpu.height // 16, cpu.width // 16)
+    assert cpu.k == round(13 / 128 * h * w) or abs(cpu.k - 13 / 128 * h * w) <= 1
+
+
+def test_full_config_is_the_papers_recipe():
+    c = cama.SCALE_CONFIGS["full"]
+    assert (c.depth, c.pretrained, c.height, c.width, c.batch_size) == (50, True, 256, 128, 32)
+    assert (c.warmup_epochs, c.epochs, c.warmup_start_lr, c.lr) == (10, 60, 3e-6, 3e-4)
+    assert c.lr_milestones == [30, 50] and c.lr_gamma == 0.1 and c.alpha == 1.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("scale", "huge", "scale"),
+        ("dataset", "viper", "dataset"),
+        ("num_branches", 0, "num_branches"),
+        ("k_fraction", 0.0, "k_fraction"),
+        ("k_fraction", 1.5, "k_fraction"),
+        ("oap_mode", "sideways", "oap_mode"),
+        ("alpha", -1.0, "alpha"),
+        ("height", 100, "multiples of 16"),
+        ("test_branches", [3], "test_branches"),
+        ("warmup_epochs", 60, "warmup_epochs"),
+    ],
+)
+def test_bad_config_names_the_field(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(cama.SCALE_CONFIGS["full"], **{field: value})
+
+
+def test_config_for_rejects_unknown_override(monkeypatch):
+    monkeypatch.delenv("REIDLIB_SCALE", raising=False)
+    with pytest.raises(ValueError, match="num_branch"):
+        config_for("smoke", num_branch=3)
+    assert config_for("smoke", num_branches=4).num_branches == 4
+
+
+def test_scale_environment_variable_wins(monkeypatch):
+    monkeypatch.setenv("REIDLIB_SCALE", "smoke")
+    assert config_for("cpu").scale == "smoke"
+
+
+def test_runs_cover_every_table_and_figure():
+    runs = cama.RUNS
+    assert runs["ide_bn"] == {"num_branches": 1, "alpha": 0.0}
+    assert runs["mltb_lid"]["alpha"] == 0.0 and runs["mltb_lid"]["num_branches"] == 3
+    for n in cama.BRANCH_SWEEP[1:]:
+        assert runs[f"cama_n{n}"]["num_branches"] == n
+    k_runs = {cama.k_run_name(f) for f in cama.K_SWEEP_FRACTIONS}
+    assert len(k_runs) == len(cama.K_SWEEP_FRACTIONS) and k_runs <= set(runs)
+    assert f"cama_n3_{cama.other_mode()}" in runs
+    for name in runs:
+        cama.run_config(name, cama.SCALE_CONFIGS["smoke"])  # every run's config is valid
+    with pytest.raises(ValueError, match="unknown CAMA run"):
+        cama.run_config("nope", cama.SCALE_CONFIGS["smoke"])
+
+
+def test_explain_records_take_one_image_per_identity_first():
+    recs = [Record(f"{p}_{i}", p, 0) for p in (3, 1, 2) for i in range(3)]
+    chosen = explain_records(recs, 4)
+    assert [r.pid for r in chosen] == [1, 2, 3, 1]
+    assert len(explain_records(recs, 100)) == 9
+
+
+def test_cue_coverage_by_hand():
+    maps = torch.zeros(1, 2, 2, 2)
+    maps[0, 0, 0, 0] = 1.0  # branch 1's top cell: top-left
+    maps[0, 1, 1, 1] = 1.0  # branch 2's top cell: bottom-right
+    cues = np.zeros((4, 4), np.uint8)
+    cues[0:2, 0:2] = 1  # a cue filling the top-left cell
+    cues[2, 0] = 2  # and one pixel of the bottom-left cell (covered by no branch)
+    assert cue_coverage(maps, [cues], k=1) == pytest.approx(4 / 5)
+    assert cue_coverage(maps[:, :1], [cues], k=1) == pytest.approx(4 / 5)
+    assert np.isnan(cue_coverage(maps, [np.zeros((4, 4), np.uint8)], k=1))
+
+
+def test_narrow_resnet_stage_widths_and_stride():
+    net = narrow_resnet(18, 8)
+    x = torch.randn(2, 3, 64, 32)
+    for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
+        x = getattr(net, name)(x)
+    assert x.shape == (2, 64, 4, 2)  # 8 * 8 channels, total stride 16 (last stride 1)
+    with pytest.raises(ValueError, match="depths"):
+        narrow_resnet(50, 8)
+
+
+def _overlap_after_training(alpha: float, steps: int = 60) -> float:
+    torch.manual_seed(0)
+    images = torch.randn(16, 3, 128, 64)
+    labels = torch.arange(16) % 4
+    model = CAMA(num_classes=4, num_branches=2, backbone=narrow_resnet(18, 4))
+    loss_fn = CamaLoss(k=3, alpha=alpha, mode="symmetric")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss, _ = loss_fn(model(images), {"pid": labels})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+        maps = target_class_maps(out.feature_maps, out.extras["classifier_weights"], labels)
+    return float(np.mean(branch_overlap(maps, 3)))
+
+
+@pytest.mark.slow
+def test_training_with_oap_reduces_branch_overlap():
+    without, with_oap = _overlap_after_training(0.0), _overlap_after_training(5.0)
+    assert with_oap < without - 0.1, (without, with_oap)
+
+
+def test_chapter_settings_lists_paper_cpu_full_and_other_runs():
+    settings = cama.chapter_settings(cama.SCALE_CONFIGS["cpu"])
+    assert list(settings) == ["paper (Sec. 4.2, Market-1501)", "cpu", "full"]
+    assert settings["paper (Sec. 4.2, Market-1501)"].dataset == "market1501"
+    assert len(cama.chapter_settings(cama.SCALE_CONFIGS["smoke"])) == 4
+    rows = cama.config_table(settings)
+    assert rows[0]["k"].startswith("13 ") and rows[0]["input"] == "256x128"
+
+
+def test_camaconfig_k_never_below_one():
+    c = CamaConfig(scale="smoke", k_fraction=0.001, height=64, width=32, warmup_epochs=0, epochs=1)
+    assert c.k == 1
