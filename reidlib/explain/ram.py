@@ -3,7 +3,7 @@
 CAM needs a class, and test identities have none. RAM explains a *ranking* instead. With
 ``f = GAP(F)``, the distance of L2-normalised features is ``d = sqrt(2 - 2 <f_q, f_g>/(|f_q| |f_g|))``
 (Eq. 9), so for a fixed query the ranking follows ``<f_q, f_g> / |f_g|``, which splits over the
-gallery image's positions (Eq. 10):
+gallery image's positions (Eq. 10)::
 
     <f_q, f_g> / |f_g| = 1/(h w) sum_{x,y} R^q_g(x, y),      R^q_g(x, y) = <f_q, F_g(x, y)> / |f_g|
 

@@ -1,7 +1,7 @@
 """Triplet losses: batch-hard mining (Hermans et al., 2017) and the dot-product ranking loss of seed 001.
 
 **Batch hard** (used by seeds 003 and 004 with PxK batches): for every anchor ``a`` of the batch, take
-its farthest positive and its nearest negative *within the batch*,
+its farthest positive and its nearest negative *within the batch*::
 
     L = 1/|A| sum_a max(0, m + max_{p: y_p = y_a, p != a} D(a, p) - min_{n: y_n != y_a} D(a, n))
 

@@ -341,8 +341,9 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
         progress: print data-preparation progress and results.
 
     Returns:
-        ``{"name", "dataset", "metrics": RankResult.as_dict(), "untrained": {...} | None, "history",
-        "config", "wall_time_s"}`` (the content of ``metrics.json``).
+        the content of ``metrics.json``: a dict with keys ``name``, ``dataset``, ``metrics``
+        (``RankResult.as_dict()``), ``untrained`` (the same for the untrained model, or ``None``),
+        ``history``, ``config`` and ``wall_time_s``.
     """
     t0 = time.perf_counter()
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
