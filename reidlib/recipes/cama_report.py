@@ -21,6 +21,7 @@ from reidlib.recipes.cama import (
     BRANCH_SWEEP,
     CHAPTER,
     K_SWEEP_FRACTIONS,
+    SPREAD_SEEDS,
     TABLE4_RUNS,
     k_run_name,
     other_mode,
@@ -172,6 +173,38 @@ def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.Da
              "mAP within the family (%)": _metric(records.get(r), "family.mAP", 100),
              "rank-1 within the family (%)": _metric(records.get(r), "family.rank1", 100)} for r in runs]
     return pd.DataFrame(rows).set_index("run").round(1)
+
+
+def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
+    """IDE+BN's ``metric`` (percent) over its training seeds: ``{"n", "mean", "std", "range"}``.
+
+    ``range`` (max - min) is what a single-seed comparison between two runs can be off by; ``n`` counts
+    the stored runs (``ide_bn`` and ``ide_bn_seed<s>`` of :data:`reidlib.recipes.cama.SPREAD_SEEDS`).
+    """
+    import numpy as np
+
+    names = ["ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS)]
+    values = np.array([_pct(records[n], metric) for n in names if n in records])
+    if len(values) == 0:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "range": math.nan}
+    return {"n": len(values), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            "range": float(values.max() - values.min())}
+
+
+def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.Series:
+    """Per claim: was its verdict decided by less than IDE+BN's seed-to-seed range of the claim's metric?
+
+    True means the verdict could flip with another seed. Only retrieval metrics (``mAP``, ``rank1``,
+    ``family.mAP``) have a measured spread; other claims get ``None``.
+    """
+    spreads = {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1", "family.mAP")}
+    out = []
+    margins = pd.to_numeric(claims["margin"], errors="coerce")
+    for metric, margin in zip(claims["metric"], margins, strict=True):
+        spread = spreads.get(metric, math.nan)
+        out.append(None if math.isnan(spread) or math.isnan(margin) else bool(abs(100 * margin) < spread))
+    return pd.Series(out, index=claims.index, dtype=object)
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],
