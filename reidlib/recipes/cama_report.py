@@ -184,7 +184,8 @@ def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[s
     import numpy as np
 
     names = ["ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS)]
-    values = np.array([_pct(records[n], metric) for n in names if n in records])
+    values = np.array([_metric(records[n], metric, 100) for n in names if n in records])
+    values = values[~np.isnan(values)]
     if len(values) == 0:
         return {"n": 0, "mean": math.nan, "std": math.nan, "range": math.nan}
     return {"n": len(values), "mean": float(values.mean()),
