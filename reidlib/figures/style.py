@@ -53,5 +53,18 @@ def category_colors(n: int) -> list[str]:
 
     cb = [matplotlib.colors.to_hex(c) for c in sns.color_palette("colorblind", 10)]
     extra = [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
-    pool = OKABE_ITO + [c for c in cb + extra if c not in OKABE_ITO]
+    pool = list(OKABE_ITO)
+    for c in cb + extra:
+        # seaborn's colour-blind palette re-uses near copies of Okabe-Ito; keep only visibly new colours
+        if min(_rgb_distance(c, p) for p in pool) > _MIN_COLOR_DISTANCE:
+            pool.append(c)
     return [pool[i % len(pool)] for i in range(n)]
+
+
+#: Smallest Euclidean RGB distance (channels in [0, 1]) between two colours of :func:`category_colors`.
+_MIN_COLOR_DISTANCE = 0.12
+
+
+def _rgb_distance(a: str, b: str) -> float:
+    ra, rb = matplotlib.colors.to_rgb(a), matplotlib.colors.to_rgb(b)
+    return sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) ** 0.5
