@@ -6,6 +6,8 @@
   maximum size grows over training (a curriculum, Sec. 3.3).
 * :class:`AspectPreservingResize` + :func:`pad_collate`: seed 001's variable-size inputs - the largest
   image side is scaled to ``M`` pixels without distortion, and a batch is zero-padded to a common size.
+* :class:`RandomFractionCrop`: seed 001's "crop" augmentation (Table 1) without distortion - a random
+  window that keeps a random fraction of both sides.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "IMAGENET_STD",
     "AspectPreservingResize",
     "ProgressiveCutout",
+    "RandomFractionCrop",
     "build_aspect_transform",
     "build_test_transform",
     "build_train_transform",
@@ -272,13 +275,46 @@ class AspectPreservingResize(torch.nn.Module):
         return f"max_side={self.max_side}"
 
 
+class RandomFractionCrop(torch.nn.Module):
+    """Crop a random window whose sides are the same random fraction ``s ~ U(min_fraction, 1)`` of the
+    image's sides, placed uniformly: the aspect ratio is kept (up to rounding), so a later
+    :class:`AspectPreservingResize` never distorts. Works on PIL images and ``(..., H, W)`` tensors.
+    """
+
+    def __init__(self, min_fraction: float = 0.8) -> None:
+        super().__init__()
+        if not 0.0 < min_fraction <= 1.0:
+            raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+        self.min_fraction = float(min_fraction)
+
+    def forward(self, img: Image.Image | Tensor) -> Image.Image | Tensor:
+        if isinstance(img, Image.Image):
+            width, height = img.size
+        elif isinstance(img, Tensor) and img.dim() >= 2:
+            height, width = (int(v) for v in img.shape[-2:])
+        else:
+            raise TypeError(f"RandomFractionCrop expects a PIL image or a (..., H, W) tensor, got "
+                            f"{type(img)}")
+        u = torch.rand(3).tolist()
+        s = self.min_fraction + (1.0 - self.min_fraction) * u[0]
+        h, w = max(1, round(height * s)), max(1, round(width * s))
+        top, left = int(u[1] * (height - h + 1)), int(u[2] * (width - w + 1))
+        return TF.crop(img, min(top, height - h), min(left, width - w), h, w)
+
+    def extra_repr(self) -> str:
+        return f"min_fraction={self.min_fraction}"
+
+
 def build_aspect_transform(
-    max_side: int, flip: bool = False, cutout: ProgressiveCutout | None = None, normalize: bool = True
+    max_side: int, flip: bool = False, cutout: ProgressiveCutout | None = None, normalize: bool = True,
+    crop: float | None = None,
 ) -> T.Compose:
-    """Seed 001's pipeline: aspect-preserving resize to ``max_side``, optional flip and cut-out, ``ToTensor``,
-    normalisation. Batches of its outputs need :func:`pad_collate`. Without ``cutout``/``flip`` it is the
-    test pipeline."""
-    stages: list[Callable] = [AspectPreservingResize(max_side)]
+    """Seed 001's pipeline: optional random crop (:class:`RandomFractionCrop` keeping at least ``crop`` of
+    each side), aspect-preserving resize to ``max_side``, optional flip and cut-out, ``ToTensor``,
+    normalisation. Batches of its outputs need :func:`pad_collate`. Without ``crop``/``cutout``/``flip``
+    it is the test pipeline."""
+    stages: list[Callable] = [RandomFractionCrop(crop)] if crop is not None else []
+    stages.append(AspectPreservingResize(max_side))
     if flip:
         stages.append(T.RandomHorizontalFlip(p=0.5))
     stages += _to_tensor_stages(normalize, cutout, 0.0)
@@ -294,9 +330,9 @@ def pad_collate(batch: Sequence[dict | Tensor]) -> dict[str, Tensor]:
             and scalar fields) or bare ``(C, H_i, W_i)`` tensors.
 
     Returns:
-        ``{"image": (B, C, H, W), "sizes": (B, 2) int64 of (H_i, W_i), "mask": (B, 1, H, W) bool (True on
-        real pixels), ...}`` plus every other field of the items stacked with the default collate
-        (``"pid"``, ``"camid"``, ``"index"`` as ``(B,)`` tensors).
+        a dict with ``"image"`` ``(B, C, H, W)``, ``"sizes"`` ``(B, 2)`` int64 of ``(H_i, W_i)``, ``"mask"``
+        ``(B, 1, H, W)`` bool (True on real pixels), plus every other field of the items stacked with the
+        default collate (``"pid"``, ``"camid"``, ``"index"`` as ``(B,)`` tensors).
     """
     if len(batch) == 0:
         raise ValueError("pad_collate got an empty batch")

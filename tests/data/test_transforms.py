@@ -144,3 +144,19 @@ def test_pad_collate_errors():
         pad_collate([torch.zeros(3, 4, 4), torch.zeros(4, 4)])
     with pytest.raises(ValueError, match="channel counts"):
         pad_collate([torch.zeros(3, 4, 4), torch.zeros(1, 4, 4)])
+
+
+def test_random_fraction_crop_keeps_aspect_and_fraction():
+    from reidlib.data.transforms import RandomFractionCrop
+
+    torch.manual_seed(0)
+    crop = RandomFractionCrop(0.8)
+    for _ in range(20):
+        out = crop(torch.zeros(3, 100, 50))
+        h, w = out.shape[1:]
+        assert 80 <= h <= 100 and 40 <= w <= 50
+        assert abs(h / w - 2.0) < 0.1
+    img = Image.new("RGB", (50, 100))
+    assert build_aspect_transform(40, crop=0.8)(img).shape == (3, 40, 20)
+    with pytest.raises(ValueError):
+        RandomFractionCrop(0.0)

@@ -86,3 +86,15 @@ def test_ranking_triplet_loss_formula():
     assert ranking_triplet_loss(q, q, -q).item() == 0.0
     with pytest.raises(ValueError, match="equal shape"):
         ranking_triplet_loss(q, p[:3], n)
+
+
+def test_ranking_triplet_loss_hinge_and_gradient_on_hand_made_triplet():
+    q = torch.tensor([[1.0, 0.0]])
+    pos = torch.tensor([[0.6, 0.8]], requires_grad=True)
+    neg = torch.tensor([[0.8, 0.6]], requires_grad=True)
+    loss = ranking_triplet_loss(q, pos, neg, margin=0.1)
+    assert float(loss.detach()) == pytest.approx(0.1 + 0.8 - 0.6)
+    loss.backward()
+    assert pos.grad.tolist() == [[-1.0, 0.0]] and neg.grad.tolist() == [[1.0, 0.0]]
+    satisfied = ranking_triplet_loss(q, neg.detach(), pos.detach(), margin=0.1)
+    assert float(satisfied) == 0.0  # 0.1 + 0.6 - 0.8 < 0
