@@ -7,7 +7,8 @@ from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
 
 def _model(pool="max", num_classes=None, dim=32):
     torch.manual_seed(0)
-    return GlobalDescriptor(build_backbone(10, base_width=8), dim=dim, pool=pool, num_classes=num_classes).eval()
+    backbone = build_backbone(10, base_width=8)
+    return GlobalDescriptor(backbone, dim=dim, pool=pool, num_classes=num_classes).eval()
 
 
 @pytest.mark.parametrize("size", [(64, 32), (50, 37), (32, 96)])
