@@ -77,6 +77,8 @@ CHAPTER = "reid_done_right"
 DATASETS = ("synthreid", "market1501", "dukemtmc", "cuhk03", "msmt17")
 CUTOUT_MODES = ("none", "progressive", "fixed")
 TRAIN_MODES = (*MINING_MODES, "batch_hard")
+#: Extra training seeds of the main run (``rdr_seed<s>``, seed = base seed + s).
+SPREAD_SEEDS = (1, 2)
 
 
 @dataclass
@@ -116,7 +118,8 @@ class RdrConfig:
         freeze_bn: BN statistics fixed in stage 2 (see the module docstring).
         qe_k_query, qe_k_db: neighbours averaged by query expansion (5) and database augmentation (10).
         explain_images: query images used for the attention scores.
-        seed: random seed.
+        seed: random seed of the training (initialisation, sampling, augmentation).
+        data_seed: seed SynthReID is drawn with (fixed across the chapter's training seeds).
     """
 
     scale: str = "cpu"
@@ -161,6 +164,7 @@ class RdrConfig:
     qe_k_db: int = 10
     explain_images: int = 48
     seed: int = 0
+    data_seed: int = 0
 
     def __post_init__(self) -> None:
         self.depth_sweep = tuple(self.depth_sweep)  # type: ignore[assignment]  (JSON gives lists)
@@ -246,6 +250,8 @@ def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
         "cutout_fixed": {"cutout": "fixed"},
         "mining_random": {"mining": "random"},
         "mining_batch_hard": {"mining": "batch_hard"},
+        # The main run again with other training seeds: how far two runs of one setting land apart.
+        **{f"rdr_seed{s}": {"seed": base.seed + s} for s in SPREAD_SEEDS},
     }
 
 
@@ -310,7 +316,7 @@ def load_data(cfg: RdrConfig, data_root: str | os.PathLike | None = None) -> Rdr
     if cfg.dataset == "synthreid":
         from reidlib.data.synthetic import SynthReID
 
-        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.seed, height=cfg.render_height,
+        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.data_seed, height=cfg.render_height,
                           width=cfg.render_width)
         synth.precache(progress=False)
         return RdrData(synth.splits, synth.load_image, synth, f"synthreid_{cfg.synth_preset}")
@@ -375,9 +381,10 @@ def calibrate_bn(model: nn.Module, images: Sequence[Tensor], batch_size: int = 6
         m.momentum = None  # cumulative average over the calibration batches
     was_training = model.training
     model.train()
+    device = next(model.parameters()).device
     try:
         for _, idx in _size_groups(images, batch_size):
-            model(torch.stack([images[i] for i in idx]))
+            model(torch.stack([images[i] for i in idx]).to(device))
     finally:
         for m, mom in zip(bns, saved, strict=True):
             m.momentum = mom
@@ -414,14 +421,15 @@ def descriptors(model: nn.Module, images: Sequence[Tensor], batch_size: int = 25
     if which not in ("embedding", "pooled"):
         raise ValueError(f"which must be 'embedding' or 'pooled', got {which!r}")
     parts, order = [], []
+    device = next(model.parameters()).device
     for _, idx in _size_groups(images, batch_size):
-        out = model(torch.stack([images[i] for i in idx]))
+        out = model(torch.stack([images[i] for i in idx]).to(device))
         parts.append(out.embedding if which == "embedding" else F.normalize(out.extras["pooled"], dim=1))
         order.extend(idx)
     stacked = torch.cat(parts)
     inverse = torch.empty(len(order), dtype=torch.int64)
     inverse[torch.tensor(order)] = torch.arange(len(order))
-    return stacked[inverse]
+    return stacked[inverse.to(stacked.device)]
 
 
 def load_images(data: RdrData, records: Sequence[Record], transform: Callable[[Any], Tensor]) -> list[Tensor]:
@@ -440,7 +448,7 @@ def extract(model: nn.Module, data: RdrData, records: Sequence[Record], transfor
         starts = range(0, len(records), chunk)
         for s in tqdm(starts, desc=desc, leave=False, disable=len(records) <= chunk):
             images = load_images(data, records[s : s + chunk], transform)
-            feats.append(descriptors(model, images, which=which))
+            feats.append(descriptors(model, images, which=which).cpu())
     finally:
         model.train(was_training)
     return Features(torch.cat(feats).float(), np.array([r.pid for r in records], dtype=np.int64),
@@ -454,12 +462,14 @@ def classification_key(cfg: RdrConfig) -> dict[str, Any]:
     """The fields of ``cfg`` that define its stage-1 network (runs that share them share the network)."""
     names = ("dataset", "synth_preset", "render_height", "render_width", "depth", "base_width", "pretrained",
              "dim", "cls_size", "cls_crop_scale", "cls_epochs", "cls_batch", "cls_lr", "cls_final_lr",
-             "momentum", "weight_decay", "seed")
+             "momentum", "weight_decay", "seed", "data_seed")
     return {n: getattr(cfg, n) for n in names} | {"scale": cfg.scale}
 
 
 def classification_run_name(cfg: RdrConfig) -> str:
-    return f"classification_r{cfg.depth}"
+    """``classification_r<depth>`` (``_seed<s>`` for a training seed other than the scale's)."""
+    suffix = f"_seed{cfg.seed}" if cfg.seed != SCALE_CONFIGS[cfg.scale].seed else ""
+    return f"classification_r{cfg.depth}{suffix}"
 
 
 def _cls_loss(output: Any, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
@@ -842,7 +852,7 @@ def distractor_features(model: nn.Module, cfg: RdrConfig, data: RdrData, count: 
     model.eval()
     feats, cams = [], []
     for images, _, camids in iter_distractor_chunks(data.synth, count, chunk, seed):
-        feats.append(descriptors(model, [tf(Image.fromarray(im)) for im in images]))
+        feats.append(descriptors(model, [tf(Image.fromarray(im)) for im in images]).cpu())
         cams.append(camids)
     if not feats:
         return torch.zeros((0, model.dim)), np.zeros(0, dtype=np.int64)
