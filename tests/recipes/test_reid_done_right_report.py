@@ -1,0 +1,43 @@
+import math
+
+import pandas as pd
+import pytest
+
+from reidlib.recipes import reid_done_right as R
+from reidlib.recipes import reid_done_right_report as report
+from reidlib.results.store import save_run
+
+
+def _save(root, run, mAP, rank1=0.5, **extra):
+    save_run(R.CHAPTER, run, "cpu", {"mAP": mAP, "rank1": rank1, **extra}, {"run": run}, "synth", 0, 1.0,
+             root=root)
+
+
+def test_tables_and_noise_from_hand_made_results(tmp_path):
+    for run, value in {"rdr": 0.30, "rdr_seed1": 0.28, "rdr_seed2": 0.33, "aug_none": 0.20, "aug_flip": 0.25,
+                       "aug_crop": 0.21}.items():
+        _save(tmp_path, run, value)
+    records = report.chapter_records("cpu", tmp_path)
+    t1 = report.table1(records)
+    assert t1.loc["cut-out", "ours mAP"] == pytest.approx(30.0)
+    assert t1.loc["cut-out", "paper mAP (Market-1501)"] == pytest.approx(81.2)
+    assert math.isnan(t1.loc["flip + crop + cut-out", "ours mAP"])  # aug_all not run
+    spread = report.seed_spread(records)
+    assert spread["n"] == 3 and spread["range"] == pytest.approx(5.0)
+    claims = pd.DataFrame({"metric": ["mAP", "mAP", "energy_cues"], "margin": [0.10, 0.01, 0.2]})
+    assert report.within_noise(claims, records).tolist() == [False, True, None]
+
+
+def test_table4_and_distractor_table(tmp_path):
+    _save(tmp_path, "rdr", 0.3, rank5=0.6)
+    _save(tmp_path, "rdr_qe", 0.4, rank5=0.7)
+    curve = {"0": {"mAP": 0.3, "rank1": 0.5, "gallery": 100},
+             "200": {"mAP": 0.2, "rank1": 0.4, "gallery": 300}}
+    _save(tmp_path, "distractors_rdr", 0.3, curve=curve)
+    records = report.chapter_records("cpu", tmp_path)
+    t4 = report.table4(records)
+    assert t4["ours mAP"].iloc[:2].tolist() == pytest.approx([30.0, 40.0])
+    assert t4["paper mAP"].iloc[:2].tolist() == pytest.approx([81.2, 90.0])
+    dist = report.distractor_table(records, {"rdr": "rdr"})
+    assert dist["rdr mAP"].tolist() == pytest.approx([30.0, 20.0])
+    assert list(dist.index) == [(0, 100), (200, 300)]
