@@ -805,6 +805,21 @@ def run_all(base: RdrConfig, ctx: RunContext, names: Sequence[str] | None = None
     return out
 
 
+def run_untrained(base: RdrConfig, ctx: RunContext) -> RunRecord:
+    """The reference point every trained run must beat: the network of ``base`` with random weights (BN
+    statistics estimated on training images, as for ``no_cls_pretrain``), evaluated as run ``untrained``."""
+
+    def eval_fn() -> RunOutcome:
+        seed_everything(base.seed)
+        model = initial_model(base, ctx.data, None).to(ctx.device).eval()
+        metrics, _ = evaluate_model(model, base, ctx.data)
+        return RunOutcome(metrics=metrics)
+
+    config = dataclasses.asdict(base) | {"untrained": True}
+    return run_or_reuse(CHAPTER, "untrained", base.scale, config, eval_fn, reuse=ctx.reuse,
+                        dataset=ctx.data.name, seed=base.seed, root=ctx.results_root, device=ctx.device)
+
+
 def run_reranking(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
     """Table 4's re-ranking rows as evaluation-only runs of ``base``: ``<base>_qe`` (query expansion,
     the paper's) and ``<base>_krr`` (k-reciprocal re-ranking), whose top-level metrics are the

@@ -53,7 +53,8 @@ def _metric(rec: RunRecord | None, name: str, factor: float = 100.0) -> float:
     return float(node) * factor
 
 
-def _paper(setting: str, dataset: str, metric: str = "mAP") -> float:
+def paper_value(setting: str, dataset: str, metric: str = "mAP") -> float:
+    """A number of the paper (percent) from ``book/data/paper_numbers/reid_done_right.csv``; NaN if absent."""
     table = load_paper_numbers(CHAPTER)
     hit = table[(table["setting"] == setting) & (table["dataset"] == dataset) & (table["metric"] == metric)]
     return float(hit["value"].iloc[0]) if len(hit) else math.nan
@@ -68,7 +69,7 @@ def ablation_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
         setting = paper_settings[label]
         out.append({
             "setting": label,
-            **{f"paper mAP ({d})": _paper(setting, d) for d in PAPER_DATASETS},
+            **{f"paper mAP ({d})": paper_value(setting, d) for d in PAPER_DATASETS},
             "our run": run,
             "ours mAP": _metric(records.get(run), "mAP"),
             "ours rank-1": _metric(records.get(run), "rank1"),
@@ -117,7 +118,7 @@ def table4(records: Mapping[str, RunRecord], base: str = "rdr") -> pd.DataFrame:
     for setting, run, kind in rows:
         row: dict[str, Any] = {"re-ranking": kind}
         for m, name in (("mAP", "mAP"), ("rank1", "rank-1"), ("rank5", "rank-5")):
-            row[f"paper {name}"] = _paper(setting, "Market-1501", m) if setting else math.nan
+            row[f"paper {name}"] = paper_value(setting, "Market-1501", m) if setting else math.nan
         for m, name in (("mAP", "mAP"), ("rank1", "rank-1"), ("rank5", "rank-5")):
             row[f"ours {name}"] = _metric(records.get(run), m)
         out.append(row)
@@ -362,3 +363,11 @@ def implicit_attention_figure(runs: Mapping[str, RdrRun], data: RdrData, pid: in
                          "(white: its ground-truth cues)",
                          map_label="Grad-CAM of the 50 strongest dimensions",
                          column_titles=[f"cam {r.camid + 1}" for r in recs], contours=contours)
+
+
+def verdict_text(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> dict[str, str]:
+    """``claim id -> verdict`` for prose, with ", within seed noise" appended where the deciding margin is
+    smaller than the main run's seed-to-seed range (:func:`within_noise`)."""
+    noise = within_noise(claims, records)
+    return {cid: verdict + (", within seed noise" if flag else "")
+            for cid, verdict, flag in zip(claims["id"], claims["verdict"], noise, strict=True)}

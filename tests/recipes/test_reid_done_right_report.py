@@ -41,3 +41,13 @@ def test_table4_and_distractor_table(tmp_path):
     dist = report.distractor_table(records, {"rdr": "rdr"})
     assert dist["rdr mAP"].tolist() == pytest.approx([30.0, 20.0])
     assert list(dist.index) == [(0, 100), (200, 300)]
+
+
+def test_verdict_text_flags_noise(tmp_path):
+    for run, value in {"rdr": 0.30, "rdr_seed1": 0.28, "rdr_seed2": 0.33}.items():
+        _save(tmp_path, run, value)
+    records = report.chapter_records("cpu", tmp_path)
+    claims = pd.DataFrame({"id": ["a", "b"], "verdict": ["reproduced", "not reproduced"],
+                           "metric": ["mAP", "mAP"], "margin": [0.10, -0.01]})
+    expected = {"a": "reproduced", "b": "not reproduced, within seed noise"}
+    assert report.verdict_text(claims, records) == expected
