@@ -140,3 +140,15 @@ def test_chapter_settings_lists_paper_cpu_full_and_other_runs():
 def test_camaconfig_k_never_below_one():
     c = CamaConfig(scale="smoke", k_fraction=0.001, height=64, width=32, warmup_epochs=0, epochs=1)
     assert c.k == 1
+
+
+@pytest.mark.slow
+def test_a_run_does_not_depend_on_the_runs_before_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("REIDLIB_SCALE", raising=False)
+    cfg = config_for("smoke", epochs=1, warmup_epochs=0, lr_milestones=[])
+    data = cama.load_data(cfg)
+    first, _ = cama.train_model(cfg, data, tmp_path / "a")
+    cama.train_model(dataclasses.replace(cfg, seed=5), data, tmp_path / "b")  # advances shared state
+    again, _ = cama.train_model(cfg, data, tmp_path / "c")
+    for (name, p), q in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
