@@ -441,14 +441,16 @@ def load_images(data: RdrData, records: Sequence[Record], transform: Callable[[A
 
 @torch.no_grad()
 def extract(model: nn.Module, data: RdrData, records: Sequence[Record], transform: Callable[[Any], Tensor],
-            which: str = "embedding", chunk: int = 512, desc: str = "extract") -> Features:
-    """Descriptors of ``records`` (eval mode, images loaded ``chunk`` at a time)."""
+            which: str = "embedding", chunk: int = 512, desc: str = "extract", progress: bool = False
+            ) -> Features:
+    """Descriptors of ``records`` (eval mode, images loaded ``chunk`` at a time; a tqdm bar with
+    ``progress``)."""
     was_training = model.training
     model.eval()
     try:
         feats = []
         starts = range(0, len(records), chunk)
-        for s in tqdm(starts, desc=desc, leave=False, disable=len(records) <= chunk):
+        for s in tqdm(starts, desc=desc, leave=False, disable=not progress):
             images = load_images(data, records[s : s + chunk], transform)
             feats.append(descriptors(model, images, which=which).cpu())
     finally:
@@ -496,7 +498,7 @@ def train_classifier(cfg: RdrConfig, data: RdrData, out_dir: str | os.PathLike, 
     schedule = ScheduleConfig(kind="log_decay", final_lr=cfg.cls_final_lr, per_iteration=True)
     train_cfg = TrainConfig(epochs=cfg.cls_epochs, optimizer=OptimizerConfig(
         name="sgd", lr=cfg.cls_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
-        schedule=schedule, seed=cfg.seed, progress="bar", amp=False)
+        schedule=schedule, seed=cfg.seed, progress="line", amp=False)
     trainer = Trainer(model, _cls_loss, loader, train_cfg, out_dir, device=device,
                       record={"rdr_classification": classification_key(cfg)})
     history = trainer.fit(resume=False)
@@ -602,7 +604,9 @@ def train_ranking(cfg: RdrConfig, data: RdrData, classifier: nn.Module | None, d
     train = data.splits.train
     pool: TripletPool | None = None
     history: list[dict[str, Any]] = []
-    for it in tqdm(range(cfg.iterations), desc=f"ranking ({cfg.mining})", leave=False, disable=not progress):
+    bar = tqdm(range(cfg.iterations), desc=f"ranking ({cfg.mining})", leave=False, disable=not progress,
+               mininterval=5.0)
+    for it in bar:
         logs: dict[str, Any] = {"iteration": it + 1, "lr": float(optimizer.param_groups[0]["lr"])}
         if cutout is not None:
             cutout.set_progress(it / max(cfg.iterations - 1, 1))
