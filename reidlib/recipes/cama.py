@@ -47,6 +47,7 @@ from reidlib.losses.oap import (
     target_class_maps,
 )
 from reidlib.models.cama import CAMA, select_branches
+from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
 from reidlib.recipes.scale import SCALES, resolve_scale
 from reidlib.results.paths import repo_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
@@ -64,10 +65,8 @@ K_SWEEP_FRACTIONS: tuple[float, ...] = (0.03, PAPER_K_FRACTION, 0.20, 0.40)
 BRANCH_SWEEP: tuple[int, ...] = (1, 2, 3, 4)
 #: Extra training seeds of IDE+BN (initialisation and augmentation; same data): the seed-to-seed spread
 #: that tells a real difference between two runs from noise.
-SPREAD_SEEDS: tuple[int, ...] = (1, 2)
+SPREAD_SEEDS: tuple[int, ...] = (1, 2, 3, 4)
 DATASETS = ("synthreid", "market1501", "dukemtmc", "cuhk03")
-#: BasicBlocks per stage of the ResNets :func:`narrow_resnet` can build.
-NARROW_DEPTHS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
 @dataclass
@@ -315,42 +314,6 @@ def load_data(cfg: CamaConfig, data_root: str | os.PathLike | None = None, num_w
 
 
 # ----------------------------------------------------------------------------------------- training
-
-
-def narrow_resnet(depth: int, base_width: int, last_stride: int = 1) -> nn.Module:
-    """A torchvision-style ResNet (``stem``, ``layer1..4`` of torchvision ``BasicBlock``s) whose stages
-    have ``base_width * (1, 2, 4, 8)`` channels, randomly initialised.
-
-    A local stand-in until :class:`reidlib.models.backbone.ResNetBackbone` takes a width: a quarter-width
-    ResNet-18 needs about 1/16 of the multiply-adds, which is what lets the chapter's runs fit on two
-    CPU cores.
-    """
-    from torchvision.models.resnet import BasicBlock
-
-    if depth not in NARROW_DEPTHS:
-        raise ValueError(f"narrow ResNets exist for depths {sorted(NARROW_DEPTHS)}, got {depth}")
-    if base_width < 4:
-        raise ValueError(f"base_width must be >= 4, got {base_width}")
-
-    def stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
-        down = None
-        if stride != 1 or cin != cout:
-            down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        rest = [BasicBlock(cout, cout) for _ in range(blocks - 1)]
-        return nn.Sequential(BasicBlock(cin, cout, stride, down), *rest)
-
-    w, blocks = base_width, NARROW_DEPTHS[depth]
-    net = nn.Module()
-    net.stem = nn.Sequential(nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                             nn.MaxPool2d(3, 2, 1))
-    net.layer1 = stage(w, w, blocks[0], 1)
-    net.layer2 = stage(w, 2 * w, blocks[1], 2)
-    net.layer3 = stage(2 * w, 4 * w, blocks[2], 2)
-    net.layer4 = stage(4 * w, 8 * w, blocks[3], last_stride)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return net
 
 
 def build_model(cfg: CamaConfig, num_classes: int) -> CAMA:

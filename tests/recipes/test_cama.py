@@ -93,14 +93,11 @@ def test_cue_coverage_by_hand():
     assert np.isnan(cue_coverage(maps, [np.zeros((4, 4), np.uint8)], k=1))
 
 
-def test_narrow_resnet_stage_widths_and_stride():
-    net = narrow_resnet(18, 8)
-    x = torch.randn(2, 3, 64, 32)
-    for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
-        x = getattr(net, name)(x)
-    assert x.shape == (2, 64, 4, 2)  # 8 * 8 channels, total stride 16 (last stride 1)
-    with pytest.raises(ValueError, match="depths"):
-        narrow_resnet(50, 8)
+def test_cpu_backbone_is_a_narrow_resnet_without_last_stride():
+    cfg = cama.SCALE_CONFIGS["cpu"]
+    model = cama.build_model(cfg, num_classes=5)
+    maps = model(torch.randn(2, 3, cfg.height, cfg.width)).feature_maps
+    assert all(m.shape == (2, 8 * cfg.base_width, *cfg.map_size) for m in maps)
 
 
 def _overlap_after_training(alpha: float, steps: int = 60) -> float:
