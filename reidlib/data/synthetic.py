@@ -210,6 +210,12 @@ class SynthReID:
         if cache:
             self.precache()
 
+    @property
+    def textures(self) -> TextureBank:
+        """The dataset's texture bank (garment patterns, backgrounds), for rendering extra images in its
+        style, e.g. :mod:`reidlib.data.synthetic_distractors`."""
+        return self._bank
+
     # ---- identities ------------------------------------------------------------------------------
     def _make_identities(self) -> list[PersonAttributes]:
         """Attributes of pids ``1..num_train_ids`` (train) then the test pids; families never span splits.

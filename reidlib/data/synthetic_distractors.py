@@ -47,7 +47,7 @@ def render_distractor(synth: SynthReID, index: int, seed: int = 0, background_sh
     background = bool(rng.random() < background_share)
     attrs = None if background else sample_base_attributes(rng, family=-1)
     sloppy = background or bool(rng.random() < 0.4)
-    image, _, _, _ = render_person_image(attrs, synth.cameras[camid], rng, synth._bank, sloppy=sloppy,
+    image, _, _, _ = render_person_image(attrs, synth.cameras[camid], rng, synth.textures, sloppy=sloppy,
                                          cut_prob=synth.config.cut_prob)
     return image, camid, background
 
