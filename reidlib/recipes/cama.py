@@ -169,9 +169,10 @@ class CamaConfig:
 
 #: The configs of the three scales. ``cpu`` trains from scratch (no weights can be downloaded), so it has
 #: no classifier-only phase (on a random backbone it teaches nothing). Its size comes from a measurement on
-#: 2 CPU cores: a quarter-width ResNet-18 at 128x64 trains at ~300 images/s, so nine runs of 10 epochs of
-#: 1,664 images fit in ~10 minutes; 12 epochs gave a better IDE+BN (16.3% vs 12.1% mAP after 8 epochs)
-#: but would not fit, and a 3x higher LR (3e-3) was worse (10.5%).
+#: 2 CPU cores: a quarter-width ResNet-18 at 128x64 trains at ~300 images/s. The chapter's 13 runs of 10
+#: epochs of 1,664 images take ~15 minutes (923-946 s measured), over the 10 minutes we aimed for: fewer
+#: epochs gave clearly worse models (IDE+BN 12.1% mAP after 8 epochs, 16.3% after 12) and fewer seed runs
+#: would lose the noise estimate. A 3x higher LR (3e-3) was worse (10.5%).
 SCALE_CONFIGS: dict[str, CamaConfig] = {
     "smoke": CamaConfig(scale="smoke", synth_preset="tiny", base_width=8, height=64, width=32, batch_size=16,
                         warmup_epochs=1, warmup_start_lr=3e-5, lr=1e-3, epochs=2, lr_milestones=[],
