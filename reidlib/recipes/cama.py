@@ -49,7 +49,7 @@ from reidlib.losses.oap import (
 from reidlib.models.cama import CAMA, select_branches
 from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
 from reidlib.recipes.scale import SCALES, resolve_scale
-from reidlib.results.paths import repo_root
+from reidlib.results.paths import runs_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 
 CHAPTER = "cama"
@@ -561,14 +561,6 @@ def cue_coverage(target_maps: Tensor, cue_masks: Sequence[np.ndarray], k: int) -
 
 
 # ----------------------------------------------------------------------------------------- runs
-
-
-def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """Where model weights of the chapter's runs go: ``root``, ``$REIDLIB_RUNS`` or ``<repo>/runs``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("REIDLIB_RUNS", "").strip()
-    return Path(env) if env else repo_root() / "runs"
 
 
 @dataclass

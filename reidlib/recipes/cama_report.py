@@ -26,6 +26,7 @@ from reidlib.recipes.cama import (
     k_run_name,
     other_mode,
 )
+from reidlib.results import noise
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
@@ -176,21 +177,13 @@ def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.Da
 
 
 def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
-    """IDE+BN's ``metric`` (percent) over its training seeds: ``{"n", "mean", "std", "range"}``.
+    """IDE+BN's ``metric`` (percent) over its training seeds: :func:`reidlib.results.noise.spread`.
 
     ``range`` (max - min) is what a single-seed comparison between two runs can be off by; ``n`` counts
     the stored runs (``ide_bn`` and ``ide_bn_seed<s>`` of :data:`reidlib.recipes.cama.SPREAD_SEEDS`).
     """
-    import numpy as np
-
     names = ["ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS)]
-    values = np.array([_metric(records[n], metric, 100) for n in names if n in records])
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return {"n": 0, "mean": math.nan, "std": math.nan, "range": math.nan}
-    return {"n": len(values), "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-            "range": float(values.max() - values.min())}
+    return noise.spread(_metric(records[n], metric, 100) for n in names if n in records)
 
 
 def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.Series:
@@ -200,12 +193,7 @@ def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.S
     ``family.mAP``) have a measured spread; other claims get ``None``.
     """
     spreads = {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1", "family.mAP")}
-    out = []
-    margins = pd.to_numeric(claims["margin"], errors="coerce")
-    for metric, margin in zip(claims["metric"], margins, strict=True):
-        spread = spreads.get(metric, math.nan)
-        out.append(None if math.isnan(spread) or math.isnan(margin) else bool(abs(100 * margin) < spread))
-    return pd.Series(out, index=claims.index, dtype=object)
+    return noise.within_noise(claims, spreads)
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],

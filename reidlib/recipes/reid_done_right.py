@@ -70,7 +70,7 @@ from reidlib.losses.mining import MINING_MODES, TripletPool
 from reidlib.losses.triplet import batch_hard_triplet_loss, ranking_triplet_loss
 from reidlib.models.global_descriptor import GlobalDescriptor, build_backbone
 from reidlib.recipes.scale import SCALES, resolve_scale
-from reidlib.results.paths import repo_root
+from reidlib.results.paths import runs_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 
 CHAPTER = "reid_done_right"
@@ -696,14 +696,6 @@ def evaluate_model(model: nn.Module, cfg: RdrConfig, data: RdrData, which: str =
 
 
 # ----------------------------------------------------------------------------------------- runs
-
-
-def runs_root(root: str | os.PathLike | None = None) -> Path:
-    """Where model weights go: ``root``, ``$REIDLIB_RUNS`` or ``<repo>/runs``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("REIDLIB_RUNS", "").strip()
-    return Path(env) if env else repo_root() / "runs"
 
 
 @dataclass

@@ -31,6 +31,7 @@ from reidlib.recipes.reid_done_right import (
     extract,
     test_transform,
 )
+from reidlib.results import noise
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
@@ -137,26 +138,13 @@ def comparison_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
 def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
     """The main run's ``metric`` (percent) over its training seeds: ``{"n", "mean", "std", "range"}``."""
     names = ["rdr", *(f"rdr_seed{s}" for s in SPREAD_SEEDS)]
-    values = np.array([_metric(records.get(n), metric) for n in names if n in records])
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return {"n": 0, **dict.fromkeys(("mean", "std", "range", "min", "max"), math.nan)}
-    return {"n": len(values), "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-            "range": float(values.max() - values.min()), "min": float(values.min()),
-            "max": float(values.max())}
+    return noise.spread(_metric(records.get(n), metric) for n in names if n in records)
 
 
 def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.Series:
     """Per claim: was the verdict decided by less than the main run's seed-to-seed range of its metric?
     ``None`` for metrics without a measured spread."""
-    spreads = {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1")}
-    out = []
-    margins = pd.to_numeric(claims["margin"], errors="coerce")
-    for metric, margin in zip(claims["metric"], margins, strict=True):
-        spread = spreads.get(metric, math.nan)
-        out.append(None if math.isnan(spread) or math.isnan(margin) else bool(abs(100 * margin) < spread))
-    return pd.Series(out, index=claims.index, dtype=object)
+    return noise.within_noise(claims, {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1")})
 
 
 # ------------------------------------------------------------------------------------- plots

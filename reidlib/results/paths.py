@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 RESULTS_ENV = "REIDLIB_RESULTS"
+RUNS_ENV = "REIDLIB_RUNS"
 BOOK_DATA_ENV = "REIDLIB_BOOK_DATA"
 
 
@@ -34,3 +35,11 @@ def book_data_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root)
     env = os.environ.get(BOOK_DATA_ENV, "").strip()
     return Path(env) if env else repo_root() / "book" / "data"
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Where the chapters' model weights go: ``root``, else ``$REIDLIB_RUNS``, else ``<repo>/runs``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get(RUNS_ENV, "").strip()
+    return Path(env) if env else repo_root() / "runs"
