@@ -34,6 +34,15 @@ def _check_pool(feats: Tensor, pids: Tensor) -> None:
         raise ValueError(f"pids must be ({feats.shape[0]},), got shape {tuple(pids.shape)}")
 
 
+def _query_split(feats: Tensor, pids: Tensor, query: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Similarities ``(N,)`` of the pool to ``query``, its positives (query excluded) and its negatives."""
+    _check_pool(feats, pids)
+    sims = feats @ feats[query]
+    same = pids == pids[query]
+    same[query] = False
+    return sims, torch.nonzero(same).squeeze(1), torch.nonzero(pids != pids[query]).squeeze(1)
+
+
 def query_triplet_losses(feats: Tensor, pids: Tensor, query: int, margin: float = 0.1
                          ) -> tuple[Tensor, Tensor, Tensor]:
     """Eq. 1 for every triplet of one query of the pool (all positives x all negatives).
@@ -48,12 +57,7 @@ def query_triplet_losses(feats: Tensor, pids: Tensor, query: int, margin: float 
         ``(losses, pos, neg)``: ``losses`` ``(P, N_neg)``, and the pool indices of the positives ``(P,)``
         (the query excluded) and negatives ``(N_neg,)``.
     """
-    _check_pool(feats, pids)
-    sims = feats @ feats[query]
-    same = pids == pids[query]
-    same[query] = False
-    pos = torch.nonzero(same).squeeze(1)
-    neg = torch.nonzero(pids != pids[query]).squeeze(1)
+    sims, pos, neg = _query_split(feats, pids, query)
     losses = (margin + sims[neg][None, :] - sims[pos][:, None]).clamp_min(0)
     return losses, pos, neg
 
@@ -74,12 +78,7 @@ def hardest_triplets(feats: Tensor, pids: Tensor, query: int, num_hard: int = 25
     """
     if num_hard < 1:
         raise ValueError(f"num_hard must be >= 1, got {num_hard}")
-    _check_pool(feats, pids)
-    sims = feats @ feats[query]
-    same = pids == pids[query]
-    same[query] = False
-    pos = torch.nonzero(same).squeeze(1)
-    neg = torch.nonzero(pids != pids[query]).squeeze(1)
+    sims, pos, neg = _query_split(feats, pids, query)
     if len(pos) == 0 or len(neg) == 0:
         return torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0, dtype=feats.dtype)
     # The num_hard largest losses use only the num_hard least similar positives and most similar negatives.
