@@ -55,9 +55,9 @@ from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 CHAPTER = "cama"
 #: k of Eq. 5 as a share of the map's cells: the issue's 13 of the paper's 16x8 = 128 cells.
 PAPER_K_FRACTION = 13 / 128
-#: OAP gradient variant used by the CAMA runs, the better one on SynthReID: in the chapter's first two
-#: ``cpu`` executions (3 branches; batches in a different order each time) ``symmetric`` reached 17.5% and
-#: 19.6% mAP, ``ordered`` 16.9% and 15.9%. The chapter trains both (``cama_n3`` vs ``cama_n3_<other>``).
+#: OAP gradient variant used by the CAMA runs: ``symmetric`` had the higher mAP in every ``cpu`` execution of
+#: the chapter we made, by margins within the seed spread. The chapter trains both (``cama_n3`` vs
+#: ``cama_n3_<other>``) and its notebook shows the comparison from the committed results files.
 DEFAULT_OAP_MODE = "symmetric"
 #: Fig. 5's sweep, as shares of the map's cells (0.40 is well past the paper's 20% cliff).
 K_SWEEP_FRACTIONS: tuple[float, ...] = (0.03, PAPER_K_FRACTION, 0.20, 0.40)
@@ -170,9 +170,9 @@ class CamaConfig:
 #: The configs of the three scales. ``cpu`` trains from scratch (no weights can be downloaded), so it has
 #: no classifier-only phase (on a random backbone it teaches nothing). Its size comes from a measurement on
 #: 2 CPU cores: a quarter-width ResNet-18 at 128x64 trains at ~300 images/s. The chapter's 13 runs of 10
-#: epochs of 1,664 images take ~15 minutes (923-946 s measured), over the 10 minutes we aimed for: fewer
-#: epochs gave clearly worse models (IDE+BN 12.1% mAP after 8 epochs, 16.3% after 12) and fewer seed runs
-#: would lose the noise estimate. A 3x higher LR (3e-3) was worse (10.5%).
+#: epochs of 1,664 images take about a quarter of an hour (the results overview lists the wall times), over
+#: the 10 minutes we aimed for: in trial runs fewer epochs gave clearly worse models and a 3x higher LR was
+#: worse, and fewer seed runs would lose the noise estimate.
 SCALE_CONFIGS: dict[str, CamaConfig] = {
     "smoke": CamaConfig(scale="smoke", synth_preset="tiny", base_width=8, height=64, width=32, batch_size=16,
                         warmup_epochs=1, warmup_start_lr=3e-5, lr=1e-3, epochs=2, lr_milestones=[],
