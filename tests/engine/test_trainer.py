@@ -159,3 +159,32 @@ def test_empty_loader_is_rejected(tmp_path):
     empty = DataLoader(TensorDataset(torch.zeros(3, 3, 4, 2), torch.zeros(3)), batch_size=4, drop_last=True)
     with pytest.raises(ValueError, match="no batches"):
         Trainer(TinyReID(), ce_loss, empty, cfg(), tmp_path)
+
+
+class ConvReID(nn.Module):
+    """A conv layer whose input and weight a memory format can change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.classifier = nn.Linear(6, 4)
+        self.seen_channels_last: list[bool] = []
+
+    def forward(self, x):
+        self.seen_channels_last.append(x.is_contiguous(memory_format=torch.channels_last))
+        m = torch.relu(self.conv(x))
+        f = m.mean((2, 3))
+        return ReIDOutput(logits=[self.classifier(f)], features=[f], feature_maps=[m], embedding=f)
+
+
+def test_channels_last_trains_the_same_and_restores_the_format(tmp_path):
+    runs = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        t = Trainer(ConvReID(), ce_loss, tensor_loader(8), cfg(channels_last=flag), tmp_path / str(flag))
+        t.fit()
+        runs[flag] = t.model
+    assert all(runs[True].seen_channels_last) and not any(runs[False].seen_channels_last)
+    # after fit the weights are back in the default layout, so callers may view() them
+    assert runs[True].conv.weight.is_contiguous()
+    torch.testing.assert_close(runs[True].conv.weight, runs[False].conv.weight, rtol=1e-4, atol=1e-5)
