@@ -429,7 +429,9 @@ class SynthReID:
         """
         keys = [r.path for name in splits for r in getattr(self.splits, name)]
         cache = np.empty((len(keys), self.height, self.width, 3), dtype=np.uint8)
-        for i, key in enumerate(tqdm(keys, desc=f"render {self.splits.name}", disable=not progress)):
+        # A notebook stores every refresh of a text bar: refresh every few seconds, not many times a second.
+        bar = tqdm(keys, desc=f"render {self.splits.name}", disable=not progress, mininterval=5.0)
+        for i, key in enumerate(bar):
             cache[i] = self.render(key).image
         self._cache, self._cache_index = cache, {k: i for i, k in enumerate(keys)}
 

@@ -148,7 +148,8 @@ class TrainConfig:
         channels_last: train in the ``channels_last`` memory format (images and conv weights as
             ``(B, H, W, C)`` in memory). The same computation; on CPU the convolutions of a narrow ResNet
             ran 15-35 % faster this way on 2 cores. The model is returned in the default format after
-            :meth:`~reidlib.engine.trainer.Trainer.fit`, so code that calls ``view`` on its maps is unaffected.
+            :meth:`~reidlib.engine.trainer.Trainer.fit`, so code that calls ``view`` on its maps is
+            unaffected.
     """
 
     epochs: int = 10

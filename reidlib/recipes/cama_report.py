@@ -238,6 +238,7 @@ def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, tit
     its shape.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     use_book_style()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -247,6 +248,8 @@ def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, tit
         for metric, name, color in (("mAP", "mAP", OKABE_ITO[0]), ("rank1", "rank-1", OKABE_ITO[1])):
             ax.plot(table[col], table[metric], marker="o", color=color, label=name)
         ax.set(xlabel=xlabel, ylabel="%", title=f"{title}, {label}")
+        if (table[col] % 1 == 0).all():  # a count (branches): no 1.5-branch ticks
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -80,3 +80,4 @@ def test_figures_draw_from_the_records(records):
     ours = pd.DataFrame({"N": [1, 3], "mAP": [20.0, 30.0], "rank1": [50.0, 50.0]})
     fig = cama_report.plot_sweep(ours, ours, "N", "N", "Fig. 6")
     assert len(fig.axes) == 2 and fig.axes[1].get_lines()[0].get_ydata().tolist() == [20.0, 30.0]
+    assert all(t == int(t) for t in fig.axes[1].get_xticks())  # a branch count has no 1.5 tick
