@@ -43,6 +43,20 @@ def resolve_scale(requested: str | None = None) -> str:
     return _check(str(requested), "requested")
 
 
+def reported_scales(scale: str) -> tuple[str, ...]:
+    """The scales a cross-scale book page (results overview, claims ledger) reports when built at ``scale``.
+
+    Every scale but ``smoke``, unless the book itself is built at ``smoke``: smoke numbers are meaningless,
+    and ``make test`` leaves its smoke results files on disk, where a later ``cpu`` build that writes the
+    committed pages would otherwise count them.
+
+    Raises:
+        ValueError: ``scale`` is unknown.
+    """
+    scale = _check(str(scale), "argument")
+    return SCALES if scale == "smoke" else tuple(s for s in SCALES if s != "smoke")
+
+
 def select(scale: str, options: Mapping[str, T]) -> T:
     """Pick the entry of ``options`` (keyed by scale name) for ``scale``.
 

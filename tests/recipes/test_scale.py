@@ -1,6 +1,6 @@
 import pytest
 
-from reidlib.recipes.scale import SCALE_ENV, SCALES, resolve_scale, select
+from reidlib.recipes.scale import SCALE_ENV, SCALES, reported_scales, resolve_scale, select
 
 
 def test_requested_scale_used_without_env(monkeypatch):
@@ -36,3 +36,10 @@ def test_select_picks_and_validates():
         select("full", {"smoke": 1, "cpu": 2})
     with pytest.raises(ValueError, match="unknown scale keys"):
         select("cpu", {"cpu": 1, "gpu": 2})
+
+
+def test_reported_scales_leave_out_smoke_unless_building_at_smoke():
+    assert reported_scales("smoke") == SCALES
+    assert reported_scales("cpu") == reported_scales("full") == ("cpu", "full")
+    with pytest.raises(ValueError, match="smoke, cpu, full"):
+        reported_scales("laptop")
