@@ -111,7 +111,7 @@ def jupyter_book(stage: Path, strict: bool = True) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from reidlib.recipes.scale import resolve_scale
+    from reidlib.scale import resolve_scale
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

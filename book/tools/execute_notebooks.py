@@ -70,7 +70,7 @@ def execute(
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from reidlib.recipes.scale import resolve_scale
+    from reidlib.scale import resolve_scale
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -3,6 +3,7 @@ checkpoints, the :class:`Trainer` loop with callbacks, and test-time feature ext
 
 from reidlib.engine.callbacks import Callback, FreezeParameters, PeriodicEvaluation, SetProgress
 from reidlib.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from reidlib.engine.device import resolve_device
 from reidlib.engine.config import (
     ConfigError,
     OptimizerConfig,
@@ -21,7 +22,7 @@ from reidlib.engine.trainer import NonFiniteLossError, Trainer
 __all__ = [
     "Callback", "ConfigError", "Features", "FreezeParameters", "History", "NonFiniteLossError",
     "OptimizerConfig", "PeriodicEvaluation", "ScheduleConfig", "SetProgress", "TrainConfig", "Trainer",
-    "build_optimizer", "build_scheduler", "evaluate_model", "extract_features", "from_dict",
+    "build_optimizer", "build_scheduler", "resolve_device", "evaluate_model", "extract_features", "from_dict",
     "load_checkpoint", "load_model_weights", "load_yaml_config", "lr_curve", "make_generator",
     "rank_features", "save_checkpoint", "seed_everything", "to_dict", "worker_init_fn",
 ]

@@ -28,6 +28,7 @@ from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.callbacks import PeriodicEvaluation
 from reidlib.engine.checkpoint import load_checkpoint, model_state_from
 from reidlib.engine.config import TrainConfig, load_yaml_config, to_dict
+from reidlib.engine.device import resolve_device
 from reidlib.engine.extract import evaluate_model
 from reidlib.engine.seeding import make_generator, seed_everything, worker_init_fn
 from reidlib.engine.trainer import Trainer
@@ -179,20 +180,6 @@ class BaselineConfig:
 def load_baseline_config(path: str | os.PathLike[str]) -> BaselineConfig:
     """Read a baseline YAML config (errors name the file and the bad field)."""
     return load_yaml_config(BaselineConfig, path)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; anything else as given.
-
-    Raises:
-        ValueError: a CUDA device was asked for but CUDA is not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use 'cpu' or 'auto')")
-    return dev
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -48,7 +48,7 @@ from reidlib.losses.oap import (
 )
 from reidlib.models.cama import CAMA, select_branches
 from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
-from reidlib.recipes.scale import SCALES, resolve_scale
+from reidlib.scale import SCALES, resolve_scale
 from reidlib.results.paths import runs_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 

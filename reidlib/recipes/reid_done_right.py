@@ -69,7 +69,7 @@ from reidlib.evaluation.rank import RankResult
 from reidlib.losses.mining import MINING_MODES, TripletPool
 from reidlib.losses.triplet import batch_hard_triplet_loss, ranking_triplet_loss
 from reidlib.models.global_descriptor import GlobalDescriptor, build_backbone
-from reidlib.recipes.scale import SCALES, resolve_scale
+from reidlib.scale import SCALES, resolve_scale
 from reidlib.results.paths import runs_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 

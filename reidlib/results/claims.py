@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidlib.recipes.scale import SCALES
+from reidlib.scale import SCALES
 from reidlib.results.paths import book_data_root
 from reidlib.results.store import list_runs, load_run, lookup_metric
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reidlib.recipes.scale import SCALES
+from reidlib.scale import SCALES
 from reidlib.results.paths import results_root
 from reidlib.results.provenance import collect_provenance
 

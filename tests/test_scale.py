@@ -1,6 +1,6 @@
 import pytest
 
-from reidlib.recipes.scale import SCALE_ENV, SCALES, reported_scales, resolve_scale, select
+from reidlib.scale import SCALE_ENV, SCALES, reported_scales, resolve_scale, select
 
 
 def test_requested_scale_used_without_env(monkeypatch):
