@@ -1,0 +1,131 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from reidlib.results.overview import (
+    RUN_COLUMNS,
+    all_runs,
+    chapters_with_results,
+    cost_table,
+    paper_comparisons,
+    paper_number_chapters,
+    paper_numbers_summary,
+    run_summary,
+    runs_table,
+)
+from reidlib.results.store import run_path, save_run
+
+
+def _save(root, chapter, run, scale="cpu", wall=60.0, **metrics):
+    metrics = metrics or {"mAP": 0.5, "rank1": 0.6, "rank5": 0.7, "rank10": 0.8}
+    return save_run(chapter, run, scale, metrics, {"lr": 0.1}, "synth", 0, wall, root=root)
+
+
+def _set_dirty(root, chapter, run, scale, dirty, commit="abcdef1234567890"):
+    path = run_path(chapter, run, scale, root)
+    data = json.loads(path.read_text())
+    data["provenance"]["git"] = {"commit": commit, "dirty": dirty}
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture()
+def root(tmp_path):
+    root = tmp_path / "results"
+    _save(root, "alpha", "a1", wall=30.0)
+    _save(root, "alpha", "a2", wall=60.0, mAP=0.25, rank1=0.125)  # no rank5 / rank10
+    _save(root, "alpha", "a_full", scale="full", wall=600.0)
+    _save(root, "beta", "b1", wall=90.0, mAP=0.123456, rank1=0.2, rank5=0.3, rank10=0.4)
+    (root / "gamma" / "cpu").mkdir(parents=True)  # a chapter folder without runs
+    return root
+
+
+def test_chapters_with_results(root, tmp_path):
+    assert chapters_with_results(root) == ["alpha", "beta", "gamma"]
+    assert chapters_with_results(tmp_path / "nowhere") == []
+
+
+def test_run_summary_counts_and_minutes(root):
+    assert run_summary("alpha", "cpu", root) == {"runs": 2, "wall time (min)": 1.5}
+    assert run_summary("gamma", "cpu", root) == {"runs": 0, "wall time (min)": 0.0}
+
+
+def test_cost_table_pivots_runs_and_minutes(root):
+    table = cost_table(["alpha", "beta", "gamma"], ["cpu", "full"], root)
+    assert list(table.columns) == [("runs", "cpu"), ("runs", "full"),
+                                   ("wall time (min)", "cpu"), ("wall time (min)", "full")]
+    assert list(table.index) == ["alpha", "beta", "gamma"]
+    assert table.loc["alpha", ("runs", "cpu")] == 2 and table.loc["alpha", ("runs", "full")] == 1
+    assert table.loc["alpha", ("wall time (min)", "full")] == 10.0
+    assert table.loc["beta", ("wall time (min)", "cpu")] == 1.5
+    assert table.loc["gamma", ("runs", "cpu")] == 0
+    assert all(str(table[("runs", s)].dtype).startswith("int") for s in ("cpu", "full"))
+    # scales keep the order asked for
+    assert [s for _, s in cost_table(["alpha"], ["full", "cpu"], root).columns][:2] == ["full", "cpu"]
+
+
+def test_cost_table_without_chapters_is_empty():
+    table = cost_table([], ["cpu"])
+    assert table.empty and list(table.columns) == ["chapter", "scale", "runs", "wall time (min)"]
+
+
+def test_runs_table_percent_missing_metrics_and_dirty_commit(root):
+    _set_dirty(root, "alpha", "a1", "cpu", dirty=True)
+    _set_dirty(root, "alpha", "a2", "cpu", dirty=False)
+    table = runs_table("alpha", "cpu", root)
+    assert tuple(table.columns) == RUN_COLUMNS
+    rows = table.set_index("run")
+    assert rows.loc["a1", "mAP"] == 50.0 and rows.loc["a1", "rank10"] == 80.0
+    assert rows.loc["a2", "rank1"] == 12.5  # fractions become percent
+    assert math.isnan(rows.loc["a2", "rank5"])
+    assert rows.loc["a1", "commit"] == "abcdef1234+" and rows.loc["a2", "commit"] == "abcdef1234"
+    assert rows.loc["a2", "wall time (s)"] == 60.0 and set(table["chapter"]) == {"alpha"}
+    assert runs_table("gamma", "cpu", root).empty
+
+
+def test_all_runs_stacks_chapters_in_order(root):
+    table = all_runs(["beta", "alpha", "gamma"], "cpu", root)
+    assert list(table["chapter"]) == ["beta", "alpha", "alpha"]
+    assert list(table.index) == [0, 1, 2]
+    assert table.loc[0, "mAP"] == pytest.approx(12.35)  # rounded to 0.01 percent
+    assert all_runs(["gamma"], "cpu", root).empty
+    assert all_runs([], "cpu", root).empty
+
+
+PAPER_CSV = """dataset,setting,metric,value,source,run
+Market-1501,Baseline,mAP,70.0,Table 1,a1
+Market-1501,Baseline,R1,85.0,Table 1,a1
+Market-1501,Ours,mAP,80.0,Table 2,
+Duke,Baseline,mAP,60.0,Table 1,
+"""
+
+
+@pytest.fixture()
+def data_root(tmp_path):
+    folder = tmp_path / "data" / "paper_numbers"
+    folder.mkdir(parents=True)
+    (folder / "alpha.csv").write_text(PAPER_CSV)
+    return tmp_path / "data"
+
+
+def test_paper_numbers_summary(data_root, tmp_path):
+    assert paper_number_chapters(data_root) == ["alpha"]
+    summary = paper_numbers_summary(data_root)
+    assert list(summary.columns) == ["chapter", "dataset", "numbers", "settings", "metrics", "sources"]
+    rows = summary.set_index("dataset")
+    assert rows.loc["Market-1501", "numbers"] == 3 and rows.loc["Market-1501", "settings"] == 2
+    assert rows.loc["Market-1501", "metrics"] == "mAP, rank1"
+    assert rows.loc["Market-1501", "sources"] == "Table 1, Table 2"
+    assert rows.loc["Duke", "numbers"] == 1
+    empty = paper_numbers_summary(tmp_path / "no_data")
+    assert empty.empty and list(empty.columns) == list(summary.columns)
+
+
+def test_paper_comparisons_only_datasets_with_runs(root, data_root):
+    comparisons = paper_comparisons("cpu", root=root, data_root=data_root)
+    assert [(c, d) for c, d, _ in comparisons] == [("alpha", "Market-1501")]
+    table = comparisons[0][2]
+    assert isinstance(table, pd.DataFrame) and list(table["our run"]) == ["a1"]
+    assert table.loc[0, "paper mAP"] == 70.0 and table.loc[0, "ours mAP"] == pytest.approx(50.0)
+    assert table.loc[0, "paper rank1"] == 85.0
