@@ -25,7 +25,15 @@ class ReIDOutput:
             exactly the maps that pooling sees, so a class activation map is ``W_c . feature_maps``.
         embedding: the test descriptor ``(B, D)`` used for retrieval, before any L2 normalisation
             done by feature extraction (a model that normalises per branch does so itself).
-        extras: paper-specific tensors (class activation maps for OAP, attention maps, ...).
+        extras: paper-specific tensors (attention maps, pooled features, ...).
+        class_weights: per branch, the ``(C, d_i)`` weight ``W^i`` of the branch's bias-free classifier
+            (the parameter itself, so losses on it train it); empty when the model has no classifier.
+            This is the one way losses (the OAP of :mod:`reidlib.losses.oap`) and explainers
+            (:mod:`reidlib.explain.cam`) get the weights of the class activation map
+            ``M^i_c = sum_k W^i_{c,k} F^i_k`` (seed 000, Eq. 4). For IDE+BN, CAMA and the global
+            descriptor the classifier's input is ``GAP(feature_maps[i])``, so ``S^i = GAP(M^i)``;
+            BNNeck's classifier sees ``BN(GAP(feature_maps[0]))`` instead, and the CAM explainer's
+            contract check rejects it.
     """
 
     logits: list[Tensor]
@@ -33,3 +41,4 @@ class ReIDOutput:
     feature_maps: list[Tensor]
     embedding: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
+    class_weights: list[Tensor] = field(default_factory=list)
