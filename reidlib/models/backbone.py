@@ -1,11 +1,21 @@
-"""torchvision ResNets split into the stages the papers build on, with ImageNet weights from disk only.
+"""ResNets split into the stages the papers build on: one contract for full and narrow widths.
 
 Every paper in the book starts from an ImageNet-pretrained ResNet (mostly ResNet-50; seed 001 also uses
 101/152) and reads its stages: CAMA (seed 000) copies stage 4 per branch, the hybrid-attention model
-(seed 003) fuses stages 1-4, PMM (seed 004) puts several heads on stage 4. :class:`ResNetBackbone` exposes
-``stem`` and ``layer1..layer4`` of a torchvision ResNet and can remove the last down-sampling
-(``last_stride=1``, as in PCB), which doubles the stage-4 map: a 256x128 image gives 16x8 maps, a 384x128
-image 24x8.
+(seed 003) fuses stages 1-4, PMM (seed 004) puts several heads on stage 4. :func:`build_backbone` is the
+one way to make such a network:
+
+* ``width=64``: :class:`ResNetBackbone`, a torchvision ResNet (depths 18-152) with ImageNet weights
+  from disk when ``pretrained``;
+* any other width: :class:`NarrowResNet`, a randomly initialised ResNet of ``BasicBlock`` s with
+  ``width * (1, 2, 4, 8)`` channels (depths 10/18/34), for the ``cpu`` scale of the chapters, where no
+  ImageNet weights exist and a full ResNet-50 is too slow on two CPU cores (a quarter-width ResNet-18,
+  ``width=16``, needs about 1/16 of the multiply-adds).
+
+Both are :class:`StagedBackbone` s: ``stem`` and ``layer1..layer4``, ``stage_channels``,
+``out_channels``, ``depth``, ``last_stride``, ``forward(x)`` (stage-4 maps) and ``forward_stages(x)``
+(every stage). ``last_stride=1`` (as in PCB) removes the last down-sampling, which doubles the stage-4
+map: a 256x128 image gives 16x8 maps, a 384x128 image 24x8.
 
 **Weights never download.** torchvision is asked for an untrained network (``weights=None``); ImageNet
 weights are read with ``torch.load(..., weights_only=True)`` from a file you name, or from torch's hub
@@ -25,14 +35,19 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock
 
 __all__ = [
+    "NARROW_DEPTHS",
     "RESNET_DEPTHS",
     "STAGE_NAMES",
     "TORCHVISION_WEIGHT_FILES",
+    "NarrowResNet",
     "PretrainedWeightsNotFound",
     "RandomInitWarning",
     "ResNetBackbone",
+    "StagedBackbone",
+    "build_backbone",
     "clone_stage",
     "find_pretrained_file",
     "load_imagenet_state_dict",
@@ -47,6 +62,13 @@ RESNET_DEPTHS = {
     101: torchvision.models.resnet101,
     152: torchvision.models.resnet152,
 }
+
+#: BasicBlocks per stage of the narrow ResNets (:class:`NarrowResNet`); 10/18/34 let a chapter scale a
+#: depth ablation (seed 001, Table 3b: ResNet-50/101/152) down to the ``cpu`` scale.
+NARROW_DEPTHS: dict[int, tuple[int, int, int, int]] = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+#: The width of torchvision's ResNets (channels of the stem and of stage 1), the only one with weights.
+FULL_WIDTH = 64
 
 # torchvision's checkpoint file names (the hash suffix is part of the name); newest first. For 50/101/152
 # the "V2" recipe files come first, then V1, then the legacy pre-0.13 names.
@@ -147,7 +169,69 @@ def _set_first_block_stride(stage: nn.Sequential, stride: int) -> None:
         block.downsample[0].stride = (stride, stride)
 
 
-class ResNetBackbone(nn.Module):
+def _check_last_stride(last_stride: int) -> None:
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+
+
+class StagedBackbone(nn.Module):
+    """What every reidlib backbone is: a ResNet split into ``stem`` and ``layer1..layer4``.
+
+    Subclasses (:class:`ResNetBackbone`, :class:`NarrowResNet`) build the five stages; this class holds
+    what models and explainers read from any of them.
+
+    Attributes:
+        depth: the ResNet depth.
+        width: channels of the stem and stage 1 (64 for torchvision's ResNets).
+        last_stride: stride of stage 4 (2, or 1 as in PCB).
+        stage_channels: ``{"stem": C0, "layer1": C1, ..., "layer4": C4}``, the channels each stage of
+            :meth:`forward_stages` returns.
+        out_channels: ``stage_channels["layer4"]``, the channels of :meth:`forward`'s maps.
+        weights_path: the file the ImageNet weights came from, or ``None`` (random init).
+    """
+
+    stem: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
+
+    def __init__(self, depth: int, width: int, last_stride: int, stage_channels: dict[str, int]) -> None:
+        super().__init__()
+        self.depth = depth
+        self.width = width
+        self.last_stride = last_stride
+        self.stage_channels: dict[str, int] = {name: stage_channels[name] for name in STAGE_NAMES}
+        self.out_channels: int = self.stage_channels["layer4"]
+        self.weights_path: Path | None = None
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{type(self).__name__} expects images (B, 3, H, W), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Stage-4 maps: ``(B, 3, H, W) -> (B, out_channels, H/32, W/32)`` (``H/16, W/16`` with
+        ``last_stride=1``; sizes round up for odd inputs)."""
+        self._check_input(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+    def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
+        """Every stage's output, keyed by :data:`STAGE_NAMES`: ``stem`` ``(B, C0, H/4, W/4)``, ``layer1``
+        ``(B, C1, H/4, W/4)``, ``layer2`` ``(B, C2, H/8, W/8)``, ``layer3`` ``(B, C3, H/16, W/16)``,
+        ``layer4`` ``(B, C4, H/32 or H/16, ...)`` with ``Ci = stage_channels[...]``."""
+        self._check_input(x)
+        out: dict[str, Tensor] = {}
+        for name in STAGE_NAMES:
+            x = getattr(self, name)(x)
+            out[name] = x
+        return out
+
+    def extra_repr(self) -> str:
+        source = str(self.weights_path) if self.weights_path is not None else "random init"
+        return f"depth={self.depth}, width={self.width}, last_stride={self.last_stride}, weights={source}"
+
+
+class ResNetBackbone(StagedBackbone):
     """A torchvision ResNet without its classifier, split into ``stem`` and ``layer1..layer4``.
 
     Args:
@@ -160,13 +244,8 @@ class ResNetBackbone(nn.Module):
             (:class:`RandomInitWarning`) and continue from random weights instead of raising
             :class:`PretrainedWeightsNotFound`.
 
-    Attributes:
-        stage_channels: ``{"stem": 64, "layer1": 64|256, ..., "layer4": 512|2048}``.
-        out_channels: channels of ``layer4``.
-        weights_path: the file the ImageNet weights came from, or ``None`` (random init).
-
-    ``forward(x)``: ``(B, 3, H, W) -> (B, out_channels, H/32, W/32)`` (``H/16, W/16`` with
-    ``last_stride=1``; sizes round up for odd inputs).
+    ``stage_channels`` is ``{"stem": 64, "layer1": 64|256, ..., "layer4": 512|2048}`` (BasicBlock |
+    Bottleneck); see :class:`StagedBackbone` for the rest of the interface.
     """
 
     def __init__(
@@ -176,13 +255,14 @@ class ResNetBackbone(nn.Module):
         pretrained: bool | str | os.PathLike = False,
         allow_random_init: bool = False,
     ) -> None:
-        super().__init__()
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
-        if last_stride not in (1, 2):
-            raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        _check_last_stride(last_stride)
+        expansion = 4 if depth >= 50 else 1  # Bottleneck blocks output 4x their width
+        channels = {"stem": FULL_WIDTH}
+        channels.update({f"layer{i + 1}": FULL_WIDTH * 2**i * expansion for i in range(4)})
+        super().__init__(depth, FULL_WIDTH, last_stride, channels)
         net = RESNET_DEPTHS[depth](weights=None)  # weights=None: torchvision must never download
-        self.weights_path: Path | None = None
         if pretrained is not False and pretrained is not None:
             path, tried = find_pretrained_file(depth, pretrained)
             if path is None:
@@ -190,7 +270,7 @@ class ResNetBackbone(nn.Module):
                 if not allow_random_init:
                     raise PretrainedWeightsNotFound(message)
                 warnings.warn(
-                    f"{message}\nallow_random_init=True: continuing with a RANDOMLY INITIALISED "
+                    f"{message}\\nallow_random_init=True: continuing with a RANDOMLY INITIALISED "
                     f"ResNet-{depth}.",
                     RandomInitWarning,
                     stacklevel=2,
@@ -206,47 +286,105 @@ class ResNetBackbone(nn.Module):
                         f"{'...' if len(result.unexpected_keys) > 5 else ''}"
                     )
                 self.weights_path = path
-        self.depth = depth
-        self.last_stride = last_stride
         self.stem = nn.Sequential(
             OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool)
         )
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         if last_stride != 2:
             _set_first_block_stride(self.layer4, last_stride)
-        expansion = 4 if depth >= 50 else 1
-        self.stage_channels: dict[str, int] = {
-            "stem": 64,
-            "layer1": 64 * expansion,
-            "layer2": 128 * expansion,
-            "layer3": 256 * expansion,
-            "layer4": 512 * expansion,
-        }
-        self.out_channels = self.stage_channels["layer4"]
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"ResNetBackbone expects images (B, 3, H, W), got {tuple(x.shape)}")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Stage-4 maps ``(B, out_channels, h, w)``."""
-        self._check_input(x)
-        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+def _basic_stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
+    """``blocks`` BasicBlocks; the first is strided, with a 1x1 conv + BN shortcut when the shape changes."""
+    down = None
+    if stride != 1 or cin != cout:
+        # Built before the first block (it then owns it as `downsample`): the order in which convs draw
+        # their default init from the RNG is part of what the committed cpu results depend on.
+        down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    rest = [BasicBlock(cout, cout) for _ in range(blocks - 1)]
+    return nn.Sequential(BasicBlock(cin, cout, stride, down), *rest)
 
-    def forward_stages(self, x: Tensor) -> dict[str, Tensor]:
-        """Every stage's output, keyed by :data:`STAGE_NAMES`: ``stem`` ``(B, 64, H/4, W/4)``, ``layer1``
-        ``(B, C1, H/4, W/4)``, ``layer2`` ``(B, C2, H/8, W/8)``, ``layer3`` ``(B, C3, H/16, W/16)``,
-        ``layer4`` ``(B, C4, H/32 or H/16, ...)``."""
-        self._check_input(x)
-        out: dict[str, Tensor] = {}
-        for name in STAGE_NAMES:
-            x = getattr(self, name)(x)
-            out[name] = x
-        return out
 
-    def extra_repr(self) -> str:
-        source = str(self.weights_path) if self.weights_path is not None else "random init"
-        return f"depth={self.depth}, last_stride={self.last_stride}, weights={source}"
+class NarrowResNet(StagedBackbone):
+    """A randomly initialised ResNet of ``BasicBlock`` s with ``width * (1, 2, 4, 8)`` channels.
+
+    The layout is torchvision's (7x7 stride-2 stem conv, max pool, four stages, the first three
+    down-sampling by 2), and so is the init (He-normal ``fan_out`` convs, unit BN), at any width.
+
+    Args:
+        depth: 10, 18 or 34 (:data:`NARROW_DEPTHS`: 1, 2 and 3-4-6-3 blocks per stage).
+        width: channels of the stem and stage 1 (>= 4).
+        last_stride: stride of stage 4 (2 as in torchvision, 1 as in PCB).
+
+    ``stage_channels`` is ``{"stem": w, "layer1": w, "layer2": 2w, "layer3": 4w, "layer4": 8w}``; see
+    :class:`StagedBackbone` for the rest of the interface. No ImageNet weights exist for it.
+    """
+
+    def __init__(self, depth: int = 18, width: int = 16, last_stride: int = 2) -> None:
+        if depth not in NARROW_DEPTHS:
+            raise ValueError(f"narrow ResNets exist for depths {sorted(NARROW_DEPTHS)}, got {depth}")
+        if width < 4:
+            raise ValueError(f"width must be >= 4, got {width}")
+        _check_last_stride(last_stride)
+        w, blocks = width, NARROW_DEPTHS[depth]
+        super().__init__(depth, width, last_stride,
+                         {"stem": w, "layer1": w, "layer2": 2 * w, "layer3": 4 * w, "layer4": 8 * w})
+        self.stem = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(3, w, 7, 2, 3, bias=False), bn1=nn.BatchNorm2d(w), relu=nn.ReLU(inplace=True),
+            maxpool=nn.MaxPool2d(3, 2, 1),
+        ))
+        self.layer1 = _basic_stage(w, w, blocks[0], 1)
+        self.layer2 = _basic_stage(w, 2 * w, blocks[1], 2)
+        self.layer3 = _basic_stage(2 * w, 4 * w, blocks[2], 2)
+        self.layer4 = _basic_stage(4 * w, 8 * w, blocks[3], last_stride)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def build_backbone(
+    depth: int,
+    width: int = FULL_WIDTH,
+    pretrained: bool | str | os.PathLike = False,
+    last_stride: int = 2,
+    allow_random_init: bool = False,
+) -> StagedBackbone:
+    """The one way to make a backbone: a torchvision ResNet at ``width=64``, a narrow ResNet otherwise.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152 at width 64 (:data:`RESNET_DEPTHS`); 10, 18 or 34 at any other
+            width (:data:`NARROW_DEPTHS`).
+        width: channels of the stem and stage 1; stages have ``width * (1, 2, 4, 8)`` channels
+            (times 4 for the Bottleneck ResNets 50-152). At least 4.
+        pretrained: ``False``, ``True`` (torch's hub cache) or a weights file; width 64 only.
+        last_stride: stride of stage 4, 2 or 1 (PCB-style, twice the map size).
+        allow_random_init: width 64 only: warn and continue from random weights when the requested
+            ImageNet file is missing (a narrow ResNet is random by construction).
+
+    Returns:
+        A :class:`ResNetBackbone` (width 64) or :class:`NarrowResNet`; both map ``(B, 3, H, W)`` to
+        ``(B, out_channels, H/32, W/32)`` (``H/16, W/16`` with ``last_stride=1``).
+
+    Raises:
+        ValueError: ``width < 4``, ``pretrained`` with a width other than 64 (ImageNet weights exist for
+            torchvision's width only), a depth that does not exist at that width, ``last_stride`` not
+            1 or 2.
+    """
+    if width < 4:
+        raise ValueError(f"width must be >= 4, got {width}")
+    if width == FULL_WIDTH:
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"width {FULL_WIDTH} (torchvision's ResNet) has depths {sorted(RESNET_DEPTHS)}, "
+                             f"got {depth}; narrow widths have depths {sorted(NARROW_DEPTHS)}")
+        return ResNetBackbone(depth=depth, last_stride=last_stride, pretrained=pretrained,
+                              allow_random_init=allow_random_init)
+    if pretrained is not False and pretrained is not None:
+        raise ValueError(f"ImageNet weights exist for width {FULL_WIDTH} only, got width={width} with "
+                         f"pretrained={pretrained!r}")
+    if depth not in NARROW_DEPTHS:
+        raise ValueError(f"narrow ResNets (width != {FULL_WIDTH}) have depths {sorted(NARROW_DEPTHS)}, "
+                         f"got {depth}; width {FULL_WIDTH} has depths {sorted(RESNET_DEPTHS)}")
+    return NarrowResNet(depth=depth, width=width, last_stride=last_stride)
 
 
 def clone_stage(

@@ -16,36 +16,14 @@ weights into the ranking network.
 
 from __future__ import annotations
 
-import os
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reidlib.layers.cam import bias_free_weights
 from reidlib.layers.pooling import GlobalPool
-from reidlib.models.backbone import ResNetBackbone
-from reidlib.models.narrow_resnet import narrow_resnet
 from reidlib.models.output import ReIDOutput
 
-__all__ = ["GlobalDescriptor", "build_backbone"]
-
-
-def build_backbone(
-    depth: int, base_width: int = 64, pretrained: bool | str | os.PathLike = False, last_stride: int = 2
-) -> nn.Module:
-    """A ResNet backbone (``stem``, ``layer1..layer4``, ``out_channels``).
-
-    ``base_width=64`` is torchvision's ResNet (:class:`ResNetBackbone`, depths 18-152, ImageNet weights
-    from disk when ``pretrained``); any other width is a randomly initialised
-    :func:`reidlib.models.narrow_resnet.narrow_resnet` (depths 10/18/34).
-
-    Raises:
-        ValueError: ``pretrained`` with a narrow width (ImageNet weights exist for width 64 only).
-    """
-    if base_width == 64:
-        return ResNetBackbone(depth=depth, last_stride=last_stride, pretrained=pretrained)
-    if pretrained:
-        raise ValueError(f"ImageNet weights exist for base_width 64 only, got base_width={base_width}")
-    return narrow_resnet(depth, base_width, last_stride)
+__all__ = ["GlobalDescriptor"]
 
 
 class GlobalDescriptor(nn.Module):
@@ -53,7 +31,7 @@ class GlobalDescriptor(nn.Module):
 
     Args:
         backbone: a module mapping ``(B, 3, H, W)`` to maps ``(B, C, h, w)`` with ``out_channels = C``
-            (:func:`build_backbone`).
+            (:func:`reidlib.models.backbone.build_backbone`).
         dim: output dimension of the FC layer (2,048 in the paper).
         pool: ``"max"`` (the paper's choice, Table 3a) or ``"avg"``.
         num_classes: if given, the model is the identity-classification network of the first training
@@ -64,8 +42,8 @@ class GlobalDescriptor(nn.Module):
     real pixels of images zero-padded to a common size (:func:`reidlib.data.transforms.pad_collate`), so
     pooling ignores the padding. Returns :class:`ReIDOutput` with ``embedding`` and ``features[0]`` the
     L2-normalised descriptor ``(B, dim)``, ``feature_maps[0]`` the backbone maps ``(B, C, h, w)`` (what
-    Grad-CAM explains, Sec. 4.4), ``logits`` ``[(B, num_classes)]`` or ``[]``, and
-    ``extras["pooled"]`` ``(B, C)``.
+    Grad-CAM explains, Sec. 4.4), ``logits`` ``[(B, num_classes)]`` or ``[]``, ``class_weights`` the
+    classifier's ``[(num_classes, C)]`` or ``[]``, and ``extras["pooled"]`` ``(B, C)``.
     """
 
     def __init__(self, backbone: nn.Module, dim: int = 2048, pool: str = "max",
@@ -99,7 +77,7 @@ class GlobalDescriptor(nn.Module):
         if self.classifiers:
             logits = [self.classifiers[0](GlobalPool("avg")(maps, mask))]
         return ReIDOutput(logits=logits, features=[desc], feature_maps=[maps], embedding=desc,
-                          extras={"pooled": pooled})
+                          extras={"pooled": pooled}, class_weights=bias_free_weights(self.classifiers))
 
     def load_backbone_from(self, other: nn.Module) -> None:
         """Copy the convolutional (backbone) weights and BN statistics of ``other`` (e.g. the stage-1

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from reidlib.models.global_descriptor import GlobalDescriptor, build_backbone
-from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
+from reidlib.models.backbone import NARROW_DEPTHS, build_backbone
+from reidlib.models.global_descriptor import GlobalDescriptor
 
 
 def _model(pool="max", num_classes=None, dim=32):
     torch.manual_seed(0)
-    backbone = build_backbone(10, base_width=8)
+    backbone = build_backbone(10, width=8)
     return GlobalDescriptor(backbone, dim=dim, pool=pool, num_classes=num_classes).eval()
 
 
@@ -19,6 +19,7 @@ def test_any_size_gives_unit_descriptor(size):
     assert out.features[0] is out.embedding
     assert out.feature_maps[0].shape[:2] == (2, 64)
     assert out.logits == []
+    assert out.class_weights == []
 
 
 def test_max_and_avg_pooling_differ_and_match_definitions():
@@ -32,6 +33,10 @@ def test_classifier_head_and_backbone_transfer():
     cls = _model("avg", num_classes=7)
     out = cls(torch.randn(3, 3, 64, 32))
     assert out.logits[0].shape == (3, 7)
+    assert len(out.class_weights) == 1 and out.class_weights[0] is cls.classifiers[0].weight
+    # the classifier sees GAP(maps): its scores are the spatial means of the class activation maps
+    cams = torch.einsum("cd,bdhw->bchw", out.class_weights[0], out.feature_maps[0])
+    assert torch.allclose(cams.mean(dim=(2, 3)), out.logits[0], atol=1e-5)
     other = _model()
     with torch.no_grad():
         for p in cls.backbone.parameters():
@@ -60,15 +65,15 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="out_channels"):
         GlobalDescriptor(torch.nn.ReLU())
     with pytest.raises(ValueError, match="ImageNet"):
-        build_backbone(18, base_width=16, pretrained=True)
+        build_backbone(18, width=16, pretrained=True)
 
 
 @pytest.mark.parametrize("depth", sorted(NARROW_DEPTHS))
 def test_narrow_resnet_depths(depth):
-    net = narrow_resnet(depth, 4)
+    net = build_backbone(depth, 4)
     blocks = sum(len(getattr(net, f"layer{i}")) for i in range(1, 5))
     assert blocks == sum(NARROW_DEPTHS[depth])
     assert net(torch.randn(1, 3, 64, 32)).shape == (1, 32, 2, 1)
-    assert narrow_resnet(depth, 4, last_stride=1)(torch.randn(1, 3, 64, 32)).shape == (1, 32, 4, 2)
+    assert build_backbone(depth, 4, last_stride=1)(torch.randn(1, 3, 64, 32)).shape == (1, 32, 4, 2)
     with pytest.raises(ValueError):
-        narrow_resnet(50, 4)
+        build_backbone(50, 4)
