@@ -4,14 +4,24 @@ The target distribution puts ``1 - epsilon`` on the true class and spreads ``eps
 all ``C`` classes: ``q_c = (1 - epsilon) [c = y] + epsilon / C``, and the loss is
 ``-sum_c q_c log p_c`` averaged over the batch. ``epsilon = 0`` is the plain cross-entropy of the IDE
 baseline; the hybrid-attention paper (seed 003) and most BNNeck-style baselines use ``epsilon = 0.1``.
+
+:func:`branch_cross_entropies` is the identity term of every reidlib objective (one cross-entropy per
+branch of a :class:`~reidlib.models.output.ReIDOutput`); :class:`IdentityLoss` is its Trainer-contract
+form (mean over branches), :class:`reidlib.losses.oap.CamaLoss` sums it (seed 000, Eq. 7).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CrossEntropyLabelSmoothing", "cross_entropy_label_smoothing"]
+from reidlib.models.output import ReIDOutput
+
+__all__ = ["CrossEntropyLabelSmoothing", "IdentityLoss", "branch_cross_entropies",
+           "cross_entropy_label_smoothing"]
 
 
 def _check(logits: Tensor, targets: Tensor, epsilon: float) -> None:
@@ -60,3 +70,46 @@ class CrossEntropyLabelSmoothing(nn.Module):
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}"
+
+
+def branch_cross_entropies(logits: Sequence[Tensor], targets: Tensor, epsilon: float = 0.0) -> list[Tensor]:
+    """One label-smoothed cross-entropy per branch: ``[CE_eps(S^1, t), ..., CE_eps(S^N, t)]``.
+
+    Args:
+        logits: per branch ``(B, C)`` scores (``ReIDOutput.logits``); computed in float32 even when the
+            model ran in half precision.
+        targets: ``(B,)`` class indices.
+        epsilon: smoothing mass in ``[0, 1)`` (0: plain cross-entropy).
+
+    Raises:
+        ValueError: no logits (a model without classifier), or shapes / class indices that do not fit.
+    """
+    if not logits:
+        raise ValueError("an identity loss needs logits; the model output has none (no classifier?)")
+    return [cross_entropy_label_smoothing(s.float(), targets, epsilon) for s in logits]
+
+
+class IdentityLoss:
+    """Identity loss in the Trainer's contract: the mean over branches of ``CE_eps(logits_i, pid)``.
+
+    ``loss_fn(output, batch) -> (loss, {"ce": loss, "acc": training accuracy of branch 0})``, with
+    ``output.logits`` per branch ``(B, C)`` and ``batch["pid"]`` ``(B,)``.
+
+    Args:
+        label_smoothing: ``epsilon`` in ``[0, 1)`` (the module docstring's ``q_c``).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label smoothing epsilon must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, output: ReIDOutput, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        pids = batch["pid"]
+        losses = branch_cross_entropies(output.logits, pids, self.label_smoothing)
+        ce = sum(losses) / len(losses)
+        acc = float((output.logits[0].argmax(dim=1) == pids).float().mean())
+        return ce, {"ce": float(ce.detach()), "acc": acc}
+
+    def __repr__(self) -> str:
+        return f"IdentityLoss(label_smoothing={self.label_smoothing})"

@@ -10,15 +10,35 @@ the set of anchors that have at least one positive and one negative in the batch
 
 **Ranking triplet loss** of "Re-ID done right" (seed 001, Eq. 1): with L2-normalised descriptors and
 dot-product similarity, ``L(q, d+, d-) = max(0, m + q.d- - q.d+)`` for explicit triplets.
+
+On unit vectors the two agree: ``|q - d|^2 = 2 - 2 q.d``, so a squared-Euclidean hinge with margin
+``2m``, halved, is Eq. 1: ``0.5 max(0, 2m + |q - d+|^2 - |q - d-|^2) = max(0, m + q.d- - q.d+)``.
+Seed 001's batch-hard comparison is therefore ``BatchHardTripletLoss(margin=2 * m,
+metric="sqeuclidean", on="embedding", scale=0.5)``: Eq. 1 on each anchor's hardest positive and negative.
+
+:class:`BatchHardTripletLoss` and :class:`TripletRankingLoss` are the Trainer-contract forms
+(``loss_fn(output, batch) -> (loss, logs)``) of the two functions.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["TRIPLET_METRICS", "batch_hard_triplet_loss", "pairwise_distances", "ranking_triplet_loss"]
+from reidlib.models.output import ReIDOutput
+
+__all__ = [
+    "TRIPLET_METRICS",
+    "BatchHardTripletLoss",
+    "TripletRankingLoss",
+    "batch_hard_triplet_loss",
+    "pairwise_distances",
+    "ranking_triplet_loss",
+]
 
 TRIPLET_METRICS = ("euclidean", "sqeuclidean", "cosine")
 
@@ -134,3 +154,94 @@ def ranking_triplet_loss(
     if reduction == "none":
         return losses
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+TRIPLET_INPUTS = ("features", "embedding")
+
+
+class BatchHardTripletLoss:
+    """Batch-hard triplet loss in the Trainer's contract: ``scale * batch_hard_triplet_loss(x, pid)``.
+
+    Args:
+        margin: hinge margin (units of the distance); ``None`` for the soft margin.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (:func:`pairwise_distances`).
+        on: ``"features"`` (``output.features[0]``, ``(B, D)``, what BNNeck gives the metric loss) or
+            ``"embedding"`` (``output.embedding``, ``(B, D)``, the test descriptor).
+        scale: factor on the loss; ``margin=2m, metric="sqeuclidean", on="embedding", scale=0.5`` is
+            seed 001's Eq. 1 on the hardest triplets of unit descriptors (see the module docstring).
+
+    ``loss_fn(output, batch)`` with ``batch["pid"]`` ``(B,)`` returns ``(loss, {"triplet": loss,
+    "active_fraction": share of anchors whose hardest triplet violates the margin})``. The batch needs
+    P identities x K >= 2 images (:class:`reidlib.data.samplers.RandomIdentitySampler`).
+    """
+
+    def __init__(self, margin: float | None = 0.3, metric: str = "euclidean", on: str = "features",
+                 scale: float = 1.0) -> None:
+        if margin is not None and margin < 0:
+            raise ValueError(f"margin must be >= 0 or None (soft margin), got {margin}")
+        if metric not in TRIPLET_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {TRIPLET_METRICS}")
+        if on not in TRIPLET_INPUTS:
+            raise ValueError(f"on must be one of {TRIPLET_INPUTS}, got {on!r}")
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.margin = margin
+        self.metric = metric
+        self.on = on
+        self.scale = scale
+
+    def __call__(self, output: ReIDOutput, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        if self.on == "features":
+            if not output.features:
+                raise ValueError("BatchHardTripletLoss(on='features') needs output.features; the model "
+                                 "returns none (use on='embedding')")
+            x = output.features[0]
+        else:
+            x = output.embedding
+        loss, stats = batch_hard_triplet_loss(x.float(), batch["pid"], margin=self.margin, metric=self.metric)
+        loss = self.scale * loss  # exact for 1.0 and 0.5 (powers of two), so no number moves
+        return loss, {"triplet": float(loss.detach()), "active_fraction": stats["active_fraction"]}
+
+    def __repr__(self) -> str:
+        return (f"BatchHardTripletLoss(margin={self.margin}, metric={self.metric!r}, on={self.on!r}, "
+                f"scale={self.scale})")
+
+
+class TripletRankingLoss:
+    """Seed 001's Eq. 1 in the Trainer's contract, on explicit triplets.
+
+    The model embeds the images of ``T`` triplets in one batch, interleaved: rows ``3t, 3t+1, 3t+2`` of
+    ``output.embedding`` ``(3T, D)`` are the query, positive and negative of triplet ``t`` (L2-normalised
+    descriptors, as :class:`reidlib.models.global_descriptor.GlobalDescriptor` gives). The loss is the
+    mean of :func:`ranking_triplet_loss` over the ``T`` triplets; the logs are ``ranking`` (that mean)
+    and ``active`` (the share of triplets with a positive loss, i.e. that still violate the margin).
+
+    Args:
+        margin: ``m`` (0.1 in the paper).
+
+    When ``batch`` has ``"pid"`` ``(3T,)`` the layout is checked (query and positive share an identity,
+    the negative does not), because a shuffled batch would silently train on wrong triplets.
+    """
+
+    def __init__(self, margin: float = 0.1) -> None:
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.margin = margin
+
+    def __call__(self, output: ReIDOutput, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        d = output.embedding
+        if d.dim() != 2 or d.shape[0] == 0 or d.shape[0] % 3:
+            raise ValueError(f"TripletRankingLoss needs embeddings (3T, D) of interleaved (query, positive, "
+                             f"negative) rows, got {tuple(d.shape)}")
+        pids = batch.get("pid")
+        if pids is not None:
+            q, p, n = pids[0::3], pids[1::3], pids[2::3]
+            if not bool(((q == p) & (q != n)).all()):
+                raise ValueError("TripletRankingLoss: batch['pid'] is not laid out as (query, positive, "
+                                 "negative) triplets: rows 3t and 3t+1 must share an identity, 3t+2 not")
+        losses = ranking_triplet_loss(d[0::3], d[1::3], d[2::3], self.margin, reduction="none")
+        loss = losses.mean()
+        return loss, {"ranking": float(loss.detach()), "active": float((losses.detach() > 0).float().mean())}
+
+    def __repr__(self) -> str:
+        return f"TripletRankingLoss(margin={self.margin})"

@@ -32,9 +32,9 @@ from reidlib.engine.device import resolve_device
 from reidlib.engine.extract import evaluate_model
 from reidlib.engine.seeding import make_generator, seed_everything, worker_init_fn
 from reidlib.engine.trainer import Trainer
-from reidlib.losses.cross_entropy import cross_entropy_label_smoothing
-from reidlib.losses.triplet import batch_hard_triplet_loss
-from reidlib.models.output import ReIDOutput
+from reidlib.losses.combine import LossSum
+from reidlib.losses.cross_entropy import IdentityLoss
+from reidlib.losses.triplet import BatchHardTripletLoss
 
 SYNTHREID = "synthreid"
 ARCHS = ("bnneck", "idebn")
@@ -265,34 +265,19 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return IDEBN(num_classes, **common)
 
 
-class BaselineLoss:
-    """``ce_weight * mean_b CE_eps(logits_b, pid) + triplet_weight * triplet(features_0, pid)``; logs
-    ``ce``, ``triplet``, ``acc`` (training accuracy of the first branch) and the triplet's
-    ``active_fraction``. Follows the Trainer's loss contract."""
+class BaselineLoss(LossSum):
+    """``ce_weight * IdentityLoss(label_smoothing) + triplet_weight * BatchHardTripletLoss(margin,
+    triplet_metric)`` (on ``features[0]``), as :class:`LossConfig` says; weight-0 terms are skipped.
+
+    Logs ``ce``, ``acc`` (training accuracy of the first branch), ``triplet`` and ``active_fraction``;
+    the Trainer logs the total as ``loss`` itself.
+    """
 
     def __init__(self, cfg: LossConfig) -> None:
+        super().__init__([(cfg.ce_weight, IdentityLoss(cfg.label_smoothing)),
+                          (cfg.triplet_weight, BatchHardTripletLoss(cfg.margin, cfg.triplet_metric))],
+                         log_total=False)
         self.cfg = cfg
-
-    def __call__(self, output: ReIDOutput, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
-        pids = batch["pid"]
-        cfg = self.cfg
-        terms: dict[str, float] = {}
-        total = torch.zeros((), device=pids.device)
-        if cfg.ce_weight > 0:
-            if not output.logits:
-                raise ValueError("the loss has ce_weight > 0 but the model returns no logits")
-            ce = sum(cross_entropy_label_smoothing(lg.float(), pids, cfg.label_smoothing)
-                     for lg in output.logits) / len(output.logits)
-            total = total + cfg.ce_weight * ce
-            terms["ce"] = float(ce.detach())
-            terms["acc"] = float((output.logits[0].argmax(dim=1) == pids).float().mean())
-        if cfg.triplet_weight > 0:
-            tri, stats = batch_hard_triplet_loss(output.features[0].float(), pids, margin=cfg.margin,
-                                                 metric=cfg.triplet_metric)
-            total = total + cfg.triplet_weight * tri
-            terms["triplet"] = float(tri.detach())
-            terms["active_fraction"] = stats["active_fraction"]
-        return total, terms
 
 
 def num_classes_in(state: Mapping[str, Tensor]) -> int:
