@@ -7,6 +7,7 @@ evaluation only compares them for equality (and pid 0 of Market-1501 must stay a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,3 +60,25 @@ def relabel(records: list[Record]) -> tuple[list[Record], int]:
     pids = sorted({r.pid for r in records})
     mapping = {p: i for i, p in enumerate(pids)}
     return [Record(r.path, mapping[r.pid], r.camid) for r in records], len(pids)
+
+
+def records_by_pid(records: Iterable[Record]) -> dict[int, list[Record]]:
+    """``{pid: its records in input order}``, pids in first-seen order."""
+    out: dict[int, list[Record]] = {}
+    for r in records:
+        out.setdefault(r.pid, []).append(r)
+    return out
+
+
+def one_per_identity(records: Sequence[Record], count: int) -> list[Record]:
+    """A fixed, spread-out selection of ``count`` records: one per identity first (in pid order), then a
+    second per identity, and so on, until ``count`` or the records run out."""
+    by_pid = records_by_pid(records)
+    chosen: list[Record] = []
+    round_ = 0
+    while len(chosen) < count and any(len(v) > round_ for v in by_pid.values()):
+        for pid in sorted(by_pid):
+            if len(by_pid[pid]) > round_ and len(chosen) < count:
+                chosen.append(by_pid[pid][round_])
+        round_ += 1
+    return chosen

@@ -10,11 +10,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 from reidlib.data.records import Record
 
-__all__ = ["RandomIdentitySampler"]
+__all__ = ["RandomIdentitySampler", "pk_batch_indices"]
 
 
 class RandomIdentitySampler(Sampler[int]):
@@ -118,3 +119,31 @@ class RandomIdentitySampler(Sampler[int]):
                     group = self._draw_group(rng, pid)
                 out.extend(int(i) for i in group)
         return iter(out)
+
+
+def pk_batch_indices(pids: Sequence[int], p: int, k: int, generator: torch.Generator | None = None
+                     ) -> list[int]:
+    """Indices of one ``P x K`` batch drawn with ``generator``: ``p`` distinct identities (uniformly among
+    the identities of ``pids``, the per-index identity labels), ``k`` images each (without replacement,
+    or with replacement for an identity with fewer than ``k`` images), grouped by identity.
+
+    Raises:
+        ValueError: ``p`` or ``k`` below 1, or fewer than ``p`` identities.
+    """
+    if p < 1 or k < 1:
+        raise ValueError(f"P and K must be >= 1, got P={p}, K={k}")
+    by_pid: dict[int, list[int]] = defaultdict(list)
+    for i, pid in enumerate(pids):
+        by_pid[int(pid)].append(i)
+    ids = sorted(by_pid)
+    if len(ids) < p:
+        raise ValueError(f"a P x K batch needs P = {p} identities, the records hold {len(ids)}")
+    idx: list[int] = []
+    for c in torch.randperm(len(ids), generator=generator)[:p].tolist():
+        pool = by_pid[ids[c]]
+        if len(pool) >= k:
+            pick = torch.randperm(len(pool), generator=generator)[:k].tolist()
+        else:
+            pick = torch.randint(len(pool), (k,), generator=generator).tolist()
+        idx += [pool[j] for j in pick]
+    return idx

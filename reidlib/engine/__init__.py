@@ -3,7 +3,6 @@ checkpoints, the :class:`Trainer` loop with callbacks, and test-time feature ext
 
 from reidlib.engine.callbacks import Callback, FreezeParameters, PeriodicEvaluation, SetProgress
 from reidlib.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from reidlib.engine.device import resolve_device
 from reidlib.engine.config import (
     ConfigError,
     OptimizerConfig,
@@ -13,6 +12,7 @@ from reidlib.engine.config import (
     load_yaml_config,
     to_dict,
 )
+from reidlib.engine.device import resolve_device
 from reidlib.engine.extract import Features, evaluate_model, extract_features, rank_features
 from reidlib.engine.history import History
 from reidlib.engine.schedules import build_optimizer, build_scheduler, lr_curve

@@ -1,7 +1,9 @@
 """Trainer callbacks: the hooks recipes use for training phases, curricula and periodic evaluation.
 
-A callback is any object with some of ``on_epoch_start(trainer, epoch)``, ``on_step_end(trainer,
-step, logs)`` and ``on_epoch_end(trainer, epoch, logs)`` (``epoch`` is 0-based; ``on_epoch_end`` may
+A callback is any object with some of ``on_epoch_start(trainer, epoch)``, ``on_step_start(trainer,
+step)`` (before the first batch of an optimizer step is loaded), ``on_step_end(trainer, step, logs)``
+(``logs``: the mean loss and terms of the step's micro-batches, and the LR after the step) and
+``on_epoch_end(trainer, epoch, logs)`` (``epoch`` is 0-based; ``on_epoch_end`` may
 add entries to ``logs``, which then land in the history). A callback whose behaviour depends only on
 the epoch number needs no state; one that keeps state across epochs provides ``state_dict()`` /
 ``load_state_dict()`` so that a resumed run behaves like an uninterrupted one.
@@ -10,6 +12,7 @@ the epoch number needs no state; one that keeps state across epochs provides ``s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import nn
@@ -22,6 +25,9 @@ class Callback:
     """No-op base class; subclasses override the hooks they need."""
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        pass
+
+    def on_step_start(self, trainer: Trainer, step: int) -> None:
         pass
 
     def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
@@ -112,3 +118,67 @@ class PeriodicEvaluation(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if (epoch + 1) % self.every == 0 or epoch + 1 == trainer.cfg.epochs:
             logs.update({k: float(v) for k, v in self.evaluate(trainer).items()})
+
+
+class StepProgress(Callback):
+    """Tell curriculum objects (e.g. ``ProgressiveCutout``) how far training is at every optimizer step:
+    ``p = (step - 1) / (total_steps - 1)`` for step ``1..total_steps``, before the step's images are loaded
+    (seed 001 grows its cut-out area per iteration, from 0 at the first step to the maximum at the last).
+    ``total_steps`` counts optimizer steps over the whole run."""
+
+    def __init__(self, targets: Iterable[Progressive], total_steps: int) -> None:
+        self.targets = list(targets)
+        for t in self.targets:
+            if not callable(getattr(t, "set_progress", None)):
+                raise TypeError(f"{type(t).__name__} has no set_progress(p) method")
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.total_steps = total_steps
+
+    def on_step_start(self, trainer: Trainer, step: int) -> None:
+        p = min(max((step - 1) / max(self.total_steps - 1, 1), 0.0), 1.0)
+        for t in self.targets:
+            t.set_progress(p)
+
+
+class StepLog(Callback):
+    """Keep every optimizer step's logs (``{"iteration": step, "loss", terms..., "lr"}``, ``iteration``
+    counted from 1) in ``entries``; checkpointed with the run, so a resumed run keeps the steps before."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, float]] = []
+
+    def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
+        self.entries.append({"iteration": step, **{k: float(v) for k, v in logs.items()}})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"entries": deepcopy(self.entries)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.entries = list(state["entries"])
+
+
+class EpochStart(Callback):
+    """Run ``fn(trainer) -> logs or None`` at the start of every epoch (e.g. seed 001's refresh of the
+    triplet pool with the current model); returned logs are kept in ``entries`` as
+    ``{"iteration": next step, **logs}`` and added to that epoch's history entry."""
+
+    def __init__(self, fn: Callable[[Trainer], Mapping[str, float] | None]) -> None:
+        self.fn = fn
+        self.entries: list[dict[str, float]] = []
+        self._pending: dict[str, float] = {}
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        logs = dict(self.fn(trainer) or {})
+        self._pending = {k: float(v) for k, v in logs.items()}
+        if logs:
+            self.entries.append({"iteration": trainer.global_step + 1, **self._pending})
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        logs.update(self._pending)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"entries": deepcopy(self.entries)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.entries = list(state["entries"])

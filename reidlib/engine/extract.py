@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,9 +17,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from reidlib.engine.trainer import as_batch_dict
+from reidlib.models.output import ReIDOutput
 
 if TYPE_CHECKING:
+    from reidlib.data.records import Record
     from reidlib.evaluation.rank import RankResult
+
+#: What a descriptor is read from: ``output -> (B, D)``; the default is the test embedding.
+OutputFn = Callable[[ReIDOutput], Tensor]
 
 
 @dataclass
@@ -136,3 +141,84 @@ def evaluate_model(
     q = extract_features(model, query_loader, device, flip=flip, normalize=normalize, desc="query")
     g = extract_features(model, gallery_loader, device, flip=flip, normalize=normalize, desc="gallery")
     return rank_features(q, g, metric=metric, rerank=rerank, ap_mode=ap_mode)
+
+
+# ------------------------------------------------------------------------ images of different sizes
+
+
+def size_groups(images: Sequence[Tensor], batch_size: int) -> list[tuple[tuple[int, ...], list[int]]]:
+    """Indices of ``images`` grouped by shape, in chunks of at most ``batch_size`` (first-seen order)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape), []).append(i)
+    out = []
+    for shape, idx in groups.items():
+        out.extend((shape, idx[s : s + batch_size]) for s in range(0, len(idx), batch_size))
+    return out
+
+
+def _embedding(output: ReIDOutput) -> Tensor:
+    return output.embedding
+
+
+def descriptors(model: nn.Module, images: Sequence[Tensor], batch_size: int = 256,
+                output_fn: OutputFn | None = None) -> Tensor:
+    """Descriptors ``(N, D)`` of images ``(3, H_i, W_i)`` of any sizes, in input order.
+
+    Images of equal size are batched together and nothing is padded, so each descriptor is exactly that of
+    the image alone (in eval mode, or with frozen BN). Gradients flow when enabled. ``output_fn`` reads the
+    descriptor from the model's :class:`ReIDOutput` (default: ``embedding``).
+    """
+    if len(images) == 0:
+        raise ValueError("descriptors: no images")
+    read = output_fn or _embedding
+    parts, order = [], []
+    device = next(model.parameters()).device
+    for _, idx in size_groups(images, batch_size):
+        parts.append(read(model(torch.stack([images[i] for i in idx]).to(device))))
+        order.extend(idx)
+    stacked = torch.cat(parts)
+    inverse = torch.empty(len(order), dtype=torch.int64)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return stacked[inverse.to(stacked.device)]
+
+
+def forward_any_size(model: nn.Module, batch: dict[str, Any]) -> ReIDOutput:
+    """The Trainer's ``forward_fn`` for a batch whose ``"image"`` is a list of ``(3, H_i, W_i)`` tensors of
+    different sizes: a :class:`ReIDOutput` whose ``embedding`` (and ``features[0]``) is :func:`descriptors`
+    of the list, in batch order."""
+    images = batch["image"]
+    if torch.is_tensor(images):
+        images = list(images)
+    emb = descriptors(model, images)
+    return ReIDOutput(logits=[], features=[emb], feature_maps=[], embedding=emb)
+
+
+@torch.no_grad()
+def extract_records(
+    model: nn.Module,
+    records: Sequence[Record],
+    image_source: Callable[[str], Any],
+    transform: Callable[[Any], Tensor],
+    output_fn: OutputFn | None = None,
+    chunk: int = 512,
+    desc: str = "extract",
+    progress: bool = False,
+) -> Features:
+    """Descriptors of ``records`` whose images may differ in size (eval mode, ``chunk`` images loaded at a
+    time, a tqdm bar with ``progress``); the model's mode is restored. See :func:`descriptors`."""
+    was_training = model.training
+    model.eval()
+    try:
+        feats = []
+        for s in tqdm(range(0, len(records), chunk), desc=desc, leave=False, disable=not progress):
+            images = [transform(image_source(r.path)) for r in records[s : s + chunk]]
+            feats.append(descriptors(model, images, output_fn=output_fn).cpu())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("extract_records: no records")
+    return Features(torch.cat(feats).float(), np.array([r.pid for r in records], dtype=np.int64),
+                    np.array([r.camid for r in records], dtype=np.int64))

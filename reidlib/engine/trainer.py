@@ -13,6 +13,7 @@ the loader's tensors on the device (``"image"`` ``(B, 3, H, W)``, ``"pid"`` ``(B
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -218,17 +219,22 @@ class Trainer:
             "record": self.record,
         }
 
+    def resume_differences(self, state: Mapping[str, Any]) -> list[str]:
+        """Why the checkpoint ``state`` cannot be resumed by this trainer: its version, and the config and
+        ``record`` entries that differ (empty when it can)."""
+        if state.get("version") != CHECKPOINT_VERSION:
+            return [f"checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}"]
+        diffs = [d for d in config_differences(state.get("config", {}), to_dict(self.cfg))
+                 if d.split(":")[0] not in RESUMABLE_CHANGES]
+        return diffs + config_differences(state.get("record", {}), self.record)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (model, optimizer, scheduler, scaler, RNGs, loader, history).
 
         Raises:
             ValueError: the state was written by an incompatible version or a different loader setup.
         """
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
-        diffs = [d for d in config_differences(state.get("config", {}), to_dict(self.cfg))
-                 if d.split(":")[0] not in RESUMABLE_CHANGES]
-        diffs += config_differences(state.get("record", {}), self.record)
+        diffs = self.resume_differences(state)
         if diffs:
             raise ValueError("cannot resume: the checkpoint was trained with a different config ("
                              + "; ".join(diffs) + "); start over (resume=False) or use another output folder")
@@ -277,6 +283,19 @@ class Trainer:
             if self.cfg.channels_last:
                 self.model.to(memory_format=torch.contiguous_format)
 
+    def fit_or_resume(self) -> History:
+        """:meth:`fit`, resuming from ``latest.pt`` when the run folder holds one of this same experiment
+        (an interrupted run continues where it stopped); a checkpoint of another config is not resumed:
+        training starts over and replaces it at the end of the first epoch."""
+        resume = False
+        if self.latest_path.is_file():
+            diffs = self.resume_differences(load_checkpoint(self.latest_path, map_location="cpu"))
+            resume = not diffs
+            if diffs and self.progress != "none":
+                print(f"not resuming {self.latest_path}: {'; '.join(diffs[:4])}; training from the start",
+                      flush=True)
+        return self.fit(resume=resume)
+
     def _fit(self, resume: bool) -> History:
         if resume and self.latest_path.is_file():
             self.load_state_dict(load_checkpoint(self.latest_path, map_location=self.device))
@@ -322,7 +341,19 @@ class Trainer:
                    leave=True, dynamic_ncols=True, file=sys.stderr)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for i, raw in enumerate(self.train_loader):
+        group_sums: dict[str, float] = defaultdict(float)
+        batches = iter(self.train_loader)
+        for i in itertools.count():
+            if i < total and i % accum == 0:
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_start"):
+                        cb.on_step_start(self, self.global_step + 1)
+            # Ask the loader once more after the last batch, as a for loop does: a sampler may draw from
+            # its generator when it runs out (the order of the next epoch depends on it).
+            try:
+                raw = next(batches)
+            except StopIteration:
+                break
             if i >= total:
                 break
             batch = batch_to_device(as_batch_dict(raw), self.device)
@@ -347,11 +378,16 @@ class Trainer:
             for k, v in terms.items():
                 if k != "loss":
                     sums[k] += v
+            group_sums["loss"] += loss_value
+            for k, v in terms.items():
+                if k != "loss":
+                    group_sums[k] += v
             n_batches += 1
-            n_images += int(batch["image"].shape[0])
+            n_images += len(batch["image"])
             if i + 1 - group_start == group_size:
                 self._optimizer_step()
-                logs = {"loss": loss_value, **terms, "lr": self.lr}
+                logs = {k: v / group_size for k, v in group_sums.items()} | {"lr": self.lr}
+                group_sums.clear()
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self, self.global_step, logs)

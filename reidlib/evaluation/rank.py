@@ -87,6 +87,13 @@ class RankResult:
             "cmc": [float(x) for x in self.cmc],
         }
 
+    def metrics(self, max_rank: int = 20) -> dict[str, float | int | list[float]]:
+        """What a results file stores of a ranking: ``mAP``, ``rank1/5/10/20``, ``num_valid``,
+        ``num_skipped`` and ``cmc`` up to ``max_rank`` (rates as fractions)."""
+        d = self.as_dict()
+        keys = ("mAP", "rank1", "rank5", "rank10", "rank20", "num_valid", "num_skipped")
+        return {k: d[k] for k in keys} | {"cmc": d["cmc"][:max_rank]}
+
     def __str__(self) -> str:
         return (
             f"mAP {100 * self.mAP:.1f} | R1 {100 * self.rank1:.1f} R5 {100 * self.rank5:.1f} "

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 
 from reidlib.data.records import Record
-from reidlib.data.samplers import RandomIdentitySampler
+from reidlib.data.samplers import RandomIdentitySampler, pk_batch_indices
 
 
 def _records(counts: list[int]) -> list[Record]:
@@ -76,3 +77,21 @@ def test_errors():
         RandomIdentitySampler(recs, batch_size=16, num_instances=4)
     with pytest.raises(ValueError, match="num_instances"):
         RandomIdentitySampler(recs, batch_size=8, num_instances=0)
+
+
+def test_pk_batch_indices_draws_p_identities_with_k_images_each():
+    pids = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = pk_batch_indices(pids, p=3, k=2, generator=g)
+        groups = [idx[i:i + 2] for i in range(0, 6, 2)]
+        labels = [{pids[j] for j in grp} for grp in groups]
+        assert all(len(lab) == 1 for lab in labels)  # each group is one identity
+        assert len({next(iter(lab)) for lab in labels}) == 3  # three distinct identities
+        for grp in groups:
+            if pids[grp[0]] != 3:  # identities with >= K images are drawn without replacement
+                assert len(set(grp)) == 2
+    assert pk_batch_indices(pids, 2, 3, torch.Generator().manual_seed(1)) == pk_batch_indices(
+        pids, 2, 3, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="needs P = 5 identities"):
+        pk_batch_indices(pids, p=5, k=2)

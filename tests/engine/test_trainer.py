@@ -188,3 +188,71 @@ def test_channels_last_trains_the_same_and_restores_the_format(tmp_path):
     # after fit the weights are back in the default layout, so callers may view() them
     assert runs[True].conv.weight.is_contiguous()
     torch.testing.assert_close(runs[True].conv.weight, runs[False].conv.weight, rtol=1e-4, atol=1e-5)
+
+
+def test_step_hooks_see_each_optimizer_step_once_with_the_mean_of_its_micro_batches(tmp_path):
+    from reidlib.engine.callbacks import StepLog
+
+    starts = []
+
+    class Starts(Callback):
+        def on_step_start(self, trainer, step):
+            starts.append((step, trainer.global_step))
+
+    log = StepLog()
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), ce_loss, shuffled_loader(batch_size=4), cfg(epochs=2, grad_accum_steps=3),
+                tmp_path, callbacks=[Starts(), log])
+    t.fit()
+    per_epoch = 3  # 8 batches of 4 in groups of 3, 3, 2
+    assert [s for s, _ in starts] == list(range(1, 2 * per_epoch + 1))
+    assert all(step == done + 1 for step, done in starts)  # called before the step is taken
+    assert [e["iteration"] for e in log.entries] == list(range(1, 2 * per_epoch + 1))
+    # an epoch's loss is the mean over its batches: the step means weighted by their group sizes
+    first = log.entries[:per_epoch]
+    weighted = (3 * first[0]["loss"] + 3 * first[1]["loss"] + 2 * first[2]["loss"]) / 8
+    assert t.history.epochs[0]["loss"] == pytest.approx(weighted)
+
+
+def test_the_loader_is_run_to_its_end_like_a_for_loop(tmp_path):
+    exhausted = []
+
+    class Loader:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __iter__(self):
+            yield from self.inner
+            exhausted.append(True)  # a sampler that draws when it runs out does so here
+
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), ce_loss, Loader(shuffled_loader()), cfg(epochs=2), tmp_path)
+    t.fit()
+    assert exhausted == [True, True]
+
+
+def test_epoch_start_and_step_progress_callbacks(tmp_path):
+    from reidlib.engine.callbacks import EpochStart, StepProgress
+
+    class Curriculum:
+        def __init__(self):
+            self.seen = []
+
+        def set_progress(self, p):
+            self.seen.append(p)
+
+    cur = Curriculum()
+    refresh = EpochStart(lambda trainer: {"pool": float(trainer.epoch)})
+    torch.manual_seed(0)
+    t = Trainer(TinyReID(), ce_loss, shuffled_loader(batch_size=16), cfg(epochs=3), tmp_path,
+                callbacks=[refresh, StepProgress([cur], total_steps=6)])
+    t.fit()
+    assert cur.seen == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert refresh.entries == [{"iteration": 1, "pool": 0.0}, {"iteration": 3, "pool": 1.0},
+                               {"iteration": 5, "pool": 2.0}]
+    assert [e["pool"] for e in t.history.epochs] == [0.0, 1.0, 2.0]
+    with pytest.raises(TypeError, match="set_progress"):
+        StepProgress([object()], 3)
