@@ -1,9 +1,9 @@
 """Explanations of re-ID models, and scores that test them against SynthReID's ground-truth masks.
 
 Every function works with any model that returns :class:`reidlib.models.output.ReIDOutput` (CAM also
-needs ``model.classifiers``, one bias-free ``nn.Linear`` per branch over ``GAP(feature_maps[i])``), runs
-batched on the model's device, and leaves the model's train/eval flags, hooks and gradients as it found
-them.
+needs ``output.class_weights``, the weights of one bias-free classifier per branch over
+``GAP(feature_maps[i])``), runs batched on the model's device, and leaves the model's train/eval flags,
+hooks and gradients as it found them.
 
 - :mod:`~reidlib.explain.cam`: class activation maps (seed 000, Eq. 4).
 - :mod:`~reidlib.explain.ram`: ranking activation maps (seed 000, Eq. 9-10), per branch and concatenated.

@@ -7,10 +7,12 @@ For a model whose class scores are a linear layer over the global average poolin
 
 ``M_c(x, y)`` is the part of the score of class ``c`` that the local feature at ``(x, y)`` contributes.
 For IDE+BN the BatchNorm is moved onto the maps (seed 000, Eq. 3), so ``F`` is the map after BN.
+:func:`class_activation_maps` is the library's one CAM, :func:`reidlib.layers.cam.class_activation_map`
+(the OAP loss trains on the same function).
 
-reidlib's models expose ``model.classifiers`` (one bias-free ``nn.Linear`` per branch) whose input is
-``GAP(output.feature_maps[i])``; :func:`model_cam` checks that this holds on the batch it explains,
-because a map computed from the wrong tensor would still look plausible.
+reidlib's models return ``output.class_weights`` (per branch the ``(C, d)`` weight of a bias-free
+classifier) whose input should be ``GAP(output.feature_maps[i])``; :func:`model_cam` checks that this holds
+on the batch it explains, because a map computed from the wrong tensor would still look plausible.
 """
 
 from __future__ import annotations
@@ -21,63 +23,39 @@ import torch
 from torch import Tensor, nn
 
 from reidlib.explain.model_state import as_batch, explaining, forward, model_device
+from reidlib.layers.cam import class_activation_map
+from reidlib.models.output import ReIDOutput
 
 __all__ = ["class_activation_maps", "CAMResult", "model_cam", "classifier_weights"]
 
+#: ``class_activation_maps(feature_maps (B, d, h, w), weight (C, d), classes (B,) | None)``: seed 000's
+#: Eq. 4, ``(B, h, w)`` (or ``(B, C, h, w)`` for every class); see
+#: :func:`reidlib.layers.cam.class_activation_map`.
+class_activation_maps = class_activation_map
 
-def class_activation_maps(feature_maps: Tensor, weight: Tensor, classes: Tensor | None = None) -> Tensor:
-    """CAM of seed 000's Eq. 4: ``M_c(x, y) = sum_k W_{c,k} F_k(x, y)``.
 
-    Args:
-        feature_maps: ``(B, d, h, w)`` maps ``F`` whose global average pooling the classifier sees.
-        weight: ``(C, d)`` classifier weights ``W`` (``nn.Linear.weight``, bias-free).
-        classes: ``(B,)`` class of each sample, or ``None`` for the maps of all classes.
+def classifier_weights(output: ReIDOutput, model_name: str = "the model") -> list[Tensor]:
+    """The ``(C, d_i)`` class weights of every branch (``output.class_weights``), checked against the maps.
 
-    Returns:
-        ``(B, h, w)`` map of each sample's class, or ``(B, C, h, w)`` when ``classes`` is ``None``;
-        in score units (their spatial mean is the class score).
+    Raises:
+        ValueError: the output has no class weights (no classifier), not one per branch of
+            ``feature_maps``, or weights whose ``d`` differs from the maps' channels.
     """
-    if feature_maps.dim() != 4:
-        raise ValueError(f"feature_maps must be (B, d, h, w); got {tuple(feature_maps.shape)}")
-    if weight.dim() != 2 or weight.shape[1] != feature_maps.shape[1]:
+    weights = list(output.class_weights)
+    if not weights:
         raise ValueError(
-            f"classifier weight must be (num_classes, d={feature_maps.shape[1]}); got {tuple(weight.shape)}"
+            f"{model_name} returned no class_weights; CAM needs the weights of its classifiers (one "
+            "bias-free nn.Linear per branch over GAP(feature_maps[i]), in ReIDOutput.class_weights)"
         )
-    if classes is None:
-        return torch.einsum("cd,bdhw->bchw", weight, feature_maps)
-    classes = torch.as_tensor(classes, device=weight.device).long().reshape(-1)
-    if classes.numel() != feature_maps.shape[0]:
-        raise ValueError(f"need one class per sample ({feature_maps.shape[0]}); got {classes.numel()}")
-    num_classes = weight.shape[0]
-    bad = (classes < 0) | (classes >= num_classes)
-    if bool(bad.any()):
+    if len(weights) != len(output.feature_maps):
         raise ValueError(
-            f"class index {int(classes[bad][0])} out of range for a classifier with {num_classes} classes"
+            f"{model_name} returns {len(weights)} class_weights but {len(output.feature_maps)} feature maps; "
+            "CAM needs one classifier per branch"
         )
-    return torch.einsum("bd,bdhw->bhw", weight[classes], feature_maps)
-
-
-def classifier_weights(model: nn.Module, num_branches: int) -> list[Tensor]:
-    """The ``(C, d)`` weights of ``model.classifiers``, checked against reidlib's CAM contract."""
-    classifiers = getattr(model, "classifiers", None)
-    if not isinstance(classifiers, nn.ModuleList):
-        raise ValueError(
-            f"{type(model).__name__} has no `classifiers` nn.ModuleList; CAM needs one bias-free nn.Linear "
-            "per branch over GAP(feature_maps[i])"
-        )
-    if len(classifiers) != num_branches:
-        raise ValueError(
-            f"{type(model).__name__} has {len(classifiers)} classifiers but returns {num_branches} "
-            "feature maps; CAM needs one classifier per branch"
-        )
-    weights = []
-    for i, layer in enumerate(classifiers):
-        if not isinstance(layer, nn.Linear) or layer.bias is not None:
-            raise ValueError(
-                f"classifiers[{i}] of {type(model).__name__} must be a bias-free nn.Linear for CAM "
-                f"(got {layer!r})"
-            )
-        weights.append(layer.weight)
+    for i, (weight, fmap) in enumerate(zip(weights, output.feature_maps, strict=True)):
+        if weight.dim() != 2 or weight.shape[1] != fmap.shape[1]:
+            raise ValueError(f"class_weights[{i}] of {model_name} is {tuple(weight.shape)}; the classifier "
+                             f"over feature_maps[{i}] {tuple(fmap.shape)} must be (C, {fmap.shape[1]})")
     return weights
 
 
@@ -115,7 +93,7 @@ def model_cam(
     """CAM of every branch of a reidlib model for a batch of images (seed 000, Eq. 4; Fig. 1c).
 
     Args:
-        model: a reidlib model (``ReIDOutput`` with ``feature_maps`` and ``model.classifiers``).
+        model: a reidlib model (``ReIDOutput`` with ``feature_maps`` and ``class_weights``).
         images: ``(B, 3, H, W)`` normalised images (or one ``(3, H, W)``), any device.
         classes: ``(B,)`` classes to explain (training identities, ``0..C-1``); ``None`` takes the
             class with the highest summed score ``sum_i S^i``, so all branches explain the same class
@@ -129,7 +107,7 @@ def model_cam(
     with explaining(model):
         device = model_device(model)
         output = forward(model, as_batch(images, device))
-        weights = classifier_weights(model, len(output.feature_maps))
+        weights = classifier_weights(output, type(model).__name__)
         if classes is None:
             if not output.logits:
                 raise ValueError(f"{type(model).__name__} returned no logits; pass `classes` explicitly")
@@ -143,7 +121,8 @@ def model_cam(
                 tol = rtol * logits.abs().max().clamp_min(1e-6)
                 if pooled.shape != logits.shape or not bool(((pooled - logits).abs() <= tol).all()):
                     raise ValueError(
-                        f"branch {i}: classifiers[{i}](GAP(feature_maps[{i}])) differs from logits[{i}]; "
+                        f"branch {i}: GAP(feature_maps[{i}]) @ class_weights[{i}].T differs from "
+                        f"logits[{i}]; "
                         "the model does not follow the CAM contract (a BN or other layer sits between "
                         "the pooled maps and the classifier?)"
                     )

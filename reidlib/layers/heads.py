@@ -4,10 +4,11 @@
 bias-free ``W``: the classifier sees exactly ``GAP(F)``, so ``S_c = GAP(M_c)`` for the class activation
 map of Eq. 4 (:func:`reidlib.layers.cam.class_activation_map`).
 
-These are functions over the parameters rather than a head module on purpose: the models keep their
-parameters as ``bn``/``bns`` and ``classifiers`` (the state-dict layout of their checkpoints), and every
-BN is built before every classifier, which fixes the order in which the classifiers draw from the RNG
-and so the committed cpu results.
+These are functions over the parameters rather than a head module on purpose: a module per head would
+interleave each branch's BN and classifier in the state dict and draw each classifier's initial weights
+right after building it. The models instead keep every BN before every classifier (``bn``/``bns``, then
+``classifiers``) and build all classifiers before initialising any, the order the committed cpu results
+were trained from.
 """
 
 from __future__ import annotations

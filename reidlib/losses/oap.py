@@ -17,13 +17,24 @@ gradient of the product reaches the earlier branches:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from reidlib.layers.cam import class_activation_map
+from reidlib.losses.cross_entropy import branch_cross_entropies
 from reidlib.models.output import ReIDOutput
+
+__all__ = [
+    "OAP_MODES",
+    "CamaLoss",
+    "activation_masks",
+    "k_from_fraction",
+    "overlapped_activation_penalty",
+    "target_class_maps",
+]
 
 OapMode = Literal["symmetric", "ordered"]
 OAP_MODES: tuple[str, ...] = ("symmetric", "ordered")
@@ -42,30 +53,36 @@ def k_from_fraction(fraction: float, num_cells: int) -> int:
     return int(min(num_cells, max(1, round(fraction * num_cells))))
 
 
-def target_class_maps(feature_maps: list[Tensor], classifier_weights: Tensor, targets: Tensor) -> Tensor:
+def target_class_maps(
+    feature_maps: Sequence[Tensor], classifier_weights: Tensor | Sequence[Tensor], targets: Tensor
+) -> Tensor:
     """Class activation maps of each image's own class, per branch (Eq. 4 at ``c = t``).
 
     Args:
         feature_maps: N tensors ``F^i`` of shape ``(B, C, h, w)`` (after the per-branch BN of Eq. 3).
-        classifier_weights: ``(N, num_classes, C)``, the bias-free classifier ``W^i`` of each branch.
+        classifier_weights: the bias-free classifier ``W^i`` of each branch: N tensors
+            ``(num_classes, C)`` (``ReIDOutput.class_weights``) or one ``(N, num_classes, C)``.
         targets: ``(B,)`` integer class indices ``t``.
 
     Returns:
-        ``(B, N, h, w)``: ``M^i_t(x, y) = sum_k W^i_{t,k} F^i_k(x, y)``.
+        ``(B, N, h, w)``: ``M^i_t(x, y) = sum_k W^i_{t,k} F^i_k(x, y)``
+        (:func:`reidlib.layers.cam.class_activation_map` of each branch).
     """
-    if classifier_weights.dim() != 3 or classifier_weights.shape[0] != len(feature_maps):
-        raise ValueError(
-            f"classifier_weights must be (N={len(feature_maps)}, num_classes, C), "
-            f"got {tuple(classifier_weights.shape)}"
-        )
+    if isinstance(classifier_weights, Tensor) and classifier_weights.dim() != 3:
+        raise ValueError(f"classifier_weights must be (N={len(feature_maps)}, num_classes, C), "
+                         f"got {tuple(classifier_weights.shape)}")
+    if len(classifier_weights) != len(feature_maps):
+        shape = (tuple(classifier_weights.shape) if isinstance(classifier_weights, Tensor)
+                 else f"{len(classifier_weights)} weights")
+        raise ValueError(f"classifier_weights must be (N={len(feature_maps)}, num_classes, C), got {shape}")
     maps = []
-    for i, fmap in enumerate(feature_maps):
-        if fmap.dim() != 4 or fmap.shape[1] != classifier_weights.shape[2]:
+    for i, (fmap, weight) in enumerate(zip(feature_maps, classifier_weights, strict=True)):
+        if fmap.dim() != 4 or weight.dim() != 2 or fmap.shape[1] != weight.shape[1]:
             raise ValueError(
-                f"feature_maps[{i}] must be (B, {classifier_weights.shape[2]}, h, w), got {tuple(fmap.shape)}"
+                f"feature_maps[{i}] must be (B, {weight.shape[-1]}, h, w) to match classifier_weights[{i}] "
+                f"{tuple(weight.shape)}, got {tuple(fmap.shape)}"
             )
-        w_t = classifier_weights[i][targets]  # (B, C)
-        maps.append(torch.einsum("bchw,bc->bhw", fmap, w_t))
+        maps.append(class_activation_map(fmap, weight, targets))
     return torch.stack(maps, dim=1)
 
 
@@ -124,8 +141,10 @@ class CamaLoss:
     """The CAMA objective, Eq. 7-8: ``L = sum_i CE(S^i, t) + alpha * L_oap``.
 
     Follows the Trainer's loss contract ``loss_fn(output, batch) -> (loss, logged terms)``. Reads the
-    per-branch logits, the per-branch feature maps ``F^i`` and ``output.extras["classifier_weights"]``
-    ``(N, num_classes, C)`` from a :class:`reidlib.models.cama.CAMA` output.
+    per-branch logits ``S^i`` ``(B, num_classes)``, feature maps ``F^i`` ``(B, C, h, w)`` and classifier
+    weights ``output.class_weights`` (``W^i``, ``(num_classes, C)``) of a
+    :class:`reidlib.models.cama.CAMA` output. Logs ``loss_id`` (the sum), ``loss_id_<i>`` (branch ``i``,
+    from 1), ``loss_oap`` (Eq. 6, also when ``alpha = 0``) and ``loss`` (the total).
 
     Args:
         k: rank of the threshold of Eq. 5 on the model's ``h x w`` maps.
@@ -152,16 +171,17 @@ class CamaLoss:
         targets = batch["pid"]
         if not output.logits:
             raise ValueError("CamaLoss needs per-branch logits; the model output has none")
-        id_losses = [F.cross_entropy(s, targets, label_smoothing=self.label_smoothing) for s in output.logits]
-        loss_id = torch.stack(id_losses).sum()
+        id_losses = branch_cross_entropies(output.logits, targets, self.label_smoothing)
+        loss_id = torch.stack(id_losses).sum()  # Eq. 7: summed over branches, not averaged
         logs = {"loss_id": float(loss_id.detach())}
         for i, li in enumerate(id_losses):
             logs[f"loss_id_{i + 1}"] = float(li.detach())
         total = loss_id
         if len(output.feature_maps) > 1:
-            if "classifier_weights" not in output.extras:
-                raise ValueError("CamaLoss needs output.extras['classifier_weights'] (N, num_classes, C)")
-            maps = target_class_maps(output.feature_maps, output.extras["classifier_weights"], targets)
+            if not output.class_weights:
+                raise ValueError("CamaLoss needs output.class_weights (each branch's (num_classes, C) "
+                                 "classifier weight) to build the class activation maps of Eq. 4")
+            maps = target_class_maps(output.feature_maps, output.class_weights, targets)
             loss_oap = overlapped_activation_penalty(maps, self.k, self.mode)
             logs["loss_oap"] = float(loss_oap.detach())
             if self.alpha > 0:

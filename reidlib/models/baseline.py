@@ -1,8 +1,8 @@
 """Single-branch baselines shared by every chapter: IDE+BN (seed 000, Eq. 2-3) and a BNNeck head.
 
-Both return :class:`reidlib.models.output.ReIDOutput` with one-entry lists and keep their bias-free
-classifier in ``self.classifiers`` (an ``nn.ModuleList``, one per branch) so explainers can read the class
-weights ``W`` (``classifiers[0].weight``, ``(C, D)``).
+Both return :class:`reidlib.models.output.ReIDOutput` with one-entry lists, including ``class_weights``
+``[W]`` (``(C, d)``) of their bias-free classifier, which is kept in ``self.classifiers`` (an
+``nn.ModuleList``, one per branch; ``classifiers.0.weight`` in the state dict).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import os
 from torch import Tensor, nn
 
 from reidlib.layers.bnneck import FrozenBiasBatchNorm1d
+from reidlib.layers.cam import bias_free_weights
+from reidlib.layers.heads import bn_gap_classify, make_bn_gap_heads
 from reidlib.layers.init import init_classifier
 from reidlib.layers.pooling import GlobalPool
-from reidlib.models.backbone import ResNetBackbone
+from reidlib.models.backbone import FULL_WIDTH, StagedBackbone, build_backbone
 from reidlib.models.output import ReIDOutput
 
 __all__ = ["BNNeck", "IDEBN"]
@@ -46,13 +48,15 @@ class IDEBN(nn.Module):
         num_classes: training identities ``C``.
         depth: ResNet depth.
         last_stride: 1 (as in seed 000, after PCB: 256x128 -> 16x8 maps) or 2.
-        pretrained: ``False``, ``True`` (torch hub cache) or a weights file; see :class:`ResNetBackbone`.
+        pretrained: ``False``, ``True`` (torch hub cache) or a weights file; see
+            :func:`reidlib.models.backbone.build_backbone`.
         allow_random_init: continue from random weights (with a warning) when ``pretrained`` is missing.
-        backbone: an already built :class:`ResNetBackbone` (then ``depth``, ``last_stride`` and
-            ``pretrained`` are ignored).
+        backbone: an already built backbone (:func:`~reidlib.models.backbone.build_backbone`; then
+            ``depth``, ``width``, ``last_stride`` and ``pretrained`` are ignored).
+        width: backbone width (64 = torchvision's ResNet, less = a random narrow ResNet).
 
     ``forward(x)``, ``x`` ``(B, 3, H, W)``: ``logits=[S]`` ``(B, C)``, ``features=[f]`` ``(B, d)``,
-    ``feature_maps=[F]`` ``(B, d, h, w)``, ``embedding=f``.
+    ``feature_maps=[F]`` ``(B, d, h, w)``, ``embedding=f``, ``class_weights=[W]`` ``(C, d)``.
     """
 
     def __init__(
@@ -62,26 +66,24 @@ class IDEBN(nn.Module):
         last_stride: int = 1,
         pretrained: bool | str | os.PathLike = False,
         allow_random_init: bool = False,
-        backbone: ResNetBackbone | None = None,
+        backbone: StagedBackbone | None = None,
+        width: int = FULL_WIDTH,
     ) -> None:
         super().__init__()
         _check_classes(num_classes)
         self.num_classes = num_classes
-        self.backbone = backbone if backbone is not None else ResNetBackbone(
-            depth=depth, last_stride=last_stride, pretrained=pretrained, allow_random_init=allow_random_init
+        self.backbone = backbone if backbone is not None else build_backbone(
+            depth, width, pretrained=pretrained, last_stride=last_stride, allow_random_init=allow_random_init
         )
         self.feat_dim = self.backbone.out_channels
-        self.bn = nn.BatchNorm2d(self.feat_dim)  # vanilla BN (learned scale and shift), Eq. 2
-        nn.init.ones_(self.bn.weight)
-        nn.init.zeros_(self.bn.bias)
-        self.classifiers = nn.ModuleList([nn.Linear(self.feat_dim, num_classes, bias=False)])
-        self.classifiers.apply(init_classifier)
+        bns, classifiers = make_bn_gap_heads(self.feat_dim, num_classes)
+        self.bn = bns[0]  # vanilla BN (learned scale and shift), Eq. 2
+        self.classifiers = classifiers
 
     def forward(self, x: Tensor) -> ReIDOutput:
-        fmap = self.bn(self.backbone(x))  # F = BN(T), Eq. 3
-        feat = fmap.mean(dim=(2, 3))  # f = GAP(F)
-        logits = self.classifiers[0](feat)  # S = W f
-        return ReIDOutput(logits=[logits], features=[feat], feature_maps=[fmap], embedding=feat)
+        fmap, feat, logits = bn_gap_classify(self.backbone(x), self.bn, self.classifiers[0])  # Eq. 3
+        return ReIDOutput(logits=[logits], features=[feat], feature_maps=[fmap], embedding=feat,
+                          class_weights=bias_free_weights(self.classifiers))
 
 
 class BNNeck(nn.Module):
@@ -95,11 +97,12 @@ class BNNeck(nn.Module):
 
     Args:
         num_classes: training identities ``C``.
-        depth, last_stride, pretrained, allow_random_init, backbone: as in :class:`IDEBN`.
+        depth, last_stride, pretrained, allow_random_init, backbone, width: as in :class:`IDEBN`.
         pool: ``"avg"``, ``"max"`` or ``"gem"`` (see :class:`reidlib.layers.pooling.GlobalPool`).
 
     ``forward(x)``: ``logits=[S]`` ``(B, C)``, ``features=[g]`` ``(B, d)``, ``feature_maps=[T]``
-    ``(B, d, h, w)``, ``embedding=b`` ``(B, d)``.
+    ``(B, d, h, w)``, ``embedding=b`` ``(B, d)``, ``class_weights=[W]`` ``(C, d)`` (over ``b``, not over
+    ``GAP(T)``: no class activation map of ``T`` gives these scores).
     """
 
     def __init__(
@@ -110,13 +113,14 @@ class BNNeck(nn.Module):
         pool: str = "avg",
         pretrained: bool | str | os.PathLike = False,
         allow_random_init: bool = False,
-        backbone: ResNetBackbone | None = None,
+        backbone: StagedBackbone | None = None,
+        width: int = FULL_WIDTH,
     ) -> None:
         super().__init__()
         _check_classes(num_classes)
         self.num_classes = num_classes
-        self.backbone = backbone if backbone is not None else ResNetBackbone(
-            depth=depth, last_stride=last_stride, pretrained=pretrained, allow_random_init=allow_random_init
+        self.backbone = backbone if backbone is not None else build_backbone(
+            depth, width, pretrained=pretrained, last_stride=last_stride, allow_random_init=allow_random_init
         )
         self.feat_dim = self.backbone.out_channels
         self.pool = GlobalPool(pool)
@@ -129,4 +133,5 @@ class BNNeck(nn.Module):
         feat = self.pool(fmap)  # for the triplet loss
         normed = self.neck(feat)  # for the classifier and retrieval
         logits = self.classifiers[0](normed)
-        return ReIDOutput(logits=[logits], features=[feat], feature_maps=[fmap], embedding=normed)
+        return ReIDOutput(logits=[logits], features=[feat], feature_maps=[fmap], embedding=normed,
+                          class_weights=bias_free_weights(self.classifiers))

@@ -7,7 +7,10 @@ Branch ``i`` then does
 * ``F^i = BN^i(T^i)``: a batch norm applied to every location of the stage-4 maps ``T^i`` (Eq. 3);
 * ``f^i = GAP(F^i)`` and ``S^i = W^i f^i`` with a bias-free linear classifier ``W^i`` (Eq. 3-4);
 * ``M^i_c(x, y) = sum_k W^i_{c,k} F^i_k(x, y)``, the class activation map (Eq. 4), so that
-  ``S^i = GAP(M^i)`` exactly; the Overlapped Activation Penalty (:mod:`reidlib.losses.oap`) reads it.
+  ``S^i = GAP(M^i)`` exactly; the Overlapped Activation Penalty (:mod:`reidlib.losses.oap`) builds it
+  with :func:`reidlib.layers.cam.class_activation_map` from ``feature_maps`` and ``class_weights``.
+
+Each branch's head is IDE+BN's (:mod:`reidlib.layers.heads`).
 
 At test time the descriptor is ``[f^1/|f^1|; ...; f^N/|f^N|]`` (Sec. 3.3). With ``N = 1`` the model is
 the IDE+BN baseline of Eq. 2-3.
@@ -24,22 +27,19 @@ built from -- the normalised map itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reidlib.models.backbone import ResNetBackbone, clone_stage
+from reidlib.layers.cam import bias_free_weights
+from reidlib.layers.heads import bn_gap_classify, make_bn_gap_heads
+from reidlib.models.backbone import FULL_WIDTH, STAGE_NAMES, build_backbone, clone_stage
 from reidlib.models.output import ReIDOutput
 
-
-def _out_channels(stage: nn.Module) -> int:
-    """Channels produced by a torchvision-style ResNet stage (its last block's last BN)."""
-    bns = [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)]
-    if not bns:
-        raise ValueError("cannot infer the output channels of a stage without BatchNorm2d layers")
-    return bns[-1].num_features
+__all__ = ["CAMA", "descriptor", "select_branches"]
 
 
 class CAMA(nn.Module):
@@ -48,26 +48,33 @@ class CAMA(nn.Module):
     Args:
         num_classes: training identities ``C``.
         num_branches: ``N``, copies of stage 4 (>= 1).
-        depth: ResNet depth (18, 34, 50, ...), passed to :class:`reidlib.models.backbone.ResNetBackbone`.
+        depth: ResNet depth (18, 34, 50, ... at width 64; 10, 18, 34 narrower).
+        width: backbone width: 64 = torchvision's ResNet, less = a random narrow ResNet (the ``cpu``
+            scale); see :func:`reidlib.models.backbone.build_backbone`.
         last_stride: stride of stage 4; 1 as in PCB (16x8 maps at 256x128), 2 for the plain ResNet.
-        pretrained: load ImageNet weights into the backbone (from the local cache; never downloads).
+        pretrained: ``False``, ``True`` (torch's hub cache) or a weights file (never downloads).
+        allow_random_init: continue from random weights (with a warning) when ``pretrained`` is missing.
         test_branches: branches (0-based) whose features form ``embedding``; ``None`` = all (Table 5
             compares the 1st, 1st+2nd and all).
-        backbone: an already built backbone with ``stem`` and ``layer1..layer4`` (tests use this);
-            when given, ``depth``/``last_stride``/``pretrained`` are ignored.
+        backbone: an already built backbone (``stem``, ``layer1..layer4`` and an int ``out_channels``,
+            as :func:`~reidlib.models.backbone.build_backbone` makes); when given, ``depth``, ``width``,
+            ``last_stride`` and ``pretrained`` are ignored.
 
     ``forward(x)`` with ``x`` of shape ``(B, 3, H, W)`` returns a :class:`ReIDOutput` with, per branch,
-    ``logits`` ``(B, C)``, ``features`` ``f^i`` ``(B, d)`` and ``feature_maps`` ``F^i`` ``(B, d, h, w)``;
-    ``embedding`` ``(B, d * len(test_branches))``; ``extras["classifier_weights"]`` ``(N, C, d)``.
+    ``logits`` ``(B, C)``, ``features`` ``f^i`` ``(B, d)``, ``feature_maps`` ``F^i`` ``(B, d, h, w)`` and
+    ``class_weights`` ``W^i`` ``(C, d)``; ``embedding`` ``(B, d * len(test_branches))``.
     """
 
     def __init__(
         self,
         num_classes: int,
         num_branches: int = 3,
+        *,
         depth: int = 50,
+        width: int = FULL_WIDTH,
         last_stride: int = 1,
-        pretrained: bool = False,
+        pretrained: bool | str | os.PathLike = False,
+        allow_random_init: bool = False,
         test_branches: Sequence[int] | None = None,
         backbone: nn.Module | None = None,
     ) -> None:
@@ -77,12 +84,13 @@ class CAMA(nn.Module):
         if num_branches < 1:
             raise ValueError(f"num_branches must be >= 1, got {num_branches}")
         if backbone is None:
-            backbone = ResNetBackbone(
-                depth=depth, last_stride=last_stride, pretrained=pretrained, allow_random_init=not pretrained
-            )
-        for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
-            if not hasattr(backbone, name):
+            backbone = build_backbone(depth, width, pretrained=pretrained, last_stride=last_stride,
+                                      allow_random_init=allow_random_init)
+        for name in STAGE_NAMES:
+            if not isinstance(getattr(backbone, name, None), nn.Module):
                 raise ValueError(f"backbone must expose .{name} (a ResNet split into stages)")
+        if not isinstance(getattr(backbone, "out_channels", None), int):
+            raise ValueError("backbone must have an int attribute out_channels (its stage-4 channels)")
         self.num_classes = num_classes
         self.num_branches = num_branches
         self.shared = nn.Sequential(backbone.stem, backbone.layer1, backbone.layer2, backbone.layer3)
@@ -90,16 +98,10 @@ class CAMA(nn.Module):
         self.branches = nn.ModuleList(
             [backbone.layer4] + [clone_stage(backbone.layer4) for _ in range(num_branches - 1)]
         )
-        self.feat_dim = _out_channels(backbone.layer4)
-        self.bns = nn.ModuleList([nn.BatchNorm2d(self.feat_dim) for _ in range(num_branches)])
-        self.classifiers = nn.ModuleList(
-            [nn.Linear(self.feat_dim, num_classes, bias=False) for _ in range(num_branches)]
-        )
-        for bn in self.bns:
-            nn.init.ones_(bn.weight)
-            nn.init.zeros_(bn.bias)
-        for fc in self.classifiers:
-            nn.init.normal_(fc.weight, std=0.001)
+        self.feat_dim = backbone.out_channels
+        bns, classifiers = make_bn_gap_heads(self.feat_dim, num_classes, num_branches)
+        self.bns = bns
+        self.classifiers = classifiers
         self.test_branches: list[int] = list(range(num_branches))
         if test_branches is not None:
             self.set_test_branches(test_branches)
@@ -118,40 +120,20 @@ class CAMA(nn.Module):
         """The ``W^i`` only: what the paper's first 10 epochs train."""
         return [p for fc in self.classifiers for p in fc.parameters()]
 
-    def classifier_weights(self) -> Tensor:
-        """``(N, C, d)``: the stacked ``W^i`` (a differentiable view of the parameters)."""
-        return torch.stack([fc.weight for fc in self.classifiers])
-
     def forward(self, x: Tensor) -> ReIDOutput:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"CAMA expects images (B, 3, H, W), got {tuple(x.shape)}")
         shared = self.shared(x)
         logits, features, maps = [], [], []
         for stage, bn, fc in zip(self.branches, self.bns, self.classifiers, strict=True):
-            fmap = bn(stage(shared))  # F^i = BN(T^i), Eq. 3
-            feat = fmap.mean(dim=(2, 3))  # f^i = GAP(F^i)
+            # F^i = BN(T^i), f^i = GAP(F^i), S^i = W^i f^i = GAP(M^i) (Eq. 3-4)
+            fmap, feat, score = bn_gap_classify(stage(shared), bn, fc)
             maps.append(fmap)
             features.append(feat)
-            logits.append(fc(feat))  # S^i = W^i f^i = GAP(M^i), Eq. 4
+            logits.append(score)
         embedding = descriptor(features, self.test_branches)
         return ReIDOutput(logits=logits, features=features, feature_maps=maps, embedding=embedding,
-                          extras={"classifier_weights": self.classifier_weights()})
-
-    def class_activation_maps(self, feature_map: Tensor, branch: int, classes: Tensor) -> Tensor:
-        """``M^i_c`` of Eq. 4 for one class per image.
-
-        Args:
-            feature_map: ``F^i`` of branch ``branch``, ``(B, d, h, w)``.
-            branch: 0-based branch index.
-            classes: ``(B,)`` class index per image.
-
-        Returns:
-            ``(B, h, w)`` maps whose spatial mean is the class score ``S^i_c``.
-        """
-        if not 0 <= branch < self.num_branches:
-            raise ValueError(f"branch must be in 0..{self.num_branches - 1}, got {branch}")
-        w = self.classifiers[branch].weight[classes]  # (B, d)
-        return torch.einsum("bdhw,bd->bhw", feature_map, w)
+                          class_weights=bias_free_weights(self.classifiers))
 
 
 def descriptor(features: Sequence[Tensor], branches: Sequence[int] | None = None) -> Tensor:

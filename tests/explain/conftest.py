@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reidlib.layers.cam import bias_free_weights
 from reidlib.models.output import ReIDOutput
 
 
@@ -32,7 +33,8 @@ class TinyReID(nn.Module):
         feats = [m.mean(dim=(2, 3)) for m in maps]
         logits = [clf(f) for clf, f in zip(self.classifiers, feats, strict=True)]
         embedding = torch.cat([F.normalize(f, dim=1) for f in feats], dim=1)
-        return ReIDOutput(logits=logits, features=feats, feature_maps=maps, embedding=embedding)
+        return ReIDOutput(logits=logits, features=feats, feature_maps=maps, embedding=embedding,
+                          class_weights=bias_free_weights(self.classifiers))
 
 
 def make_model(branches: int = 1, seed: int = 0, num_classes: int = 5) -> TinyReID:

@@ -5,6 +5,8 @@ import torch
 from torch import nn
 
 from reidlib.explain.cam import class_activation_maps, classifier_weights, model_cam
+from reidlib.layers.cam import class_activation_map
+from reidlib.models.output import ReIDOutput
 
 from .conftest import assert_same_state, make_model, snapshot
 
@@ -67,7 +69,33 @@ def test_model_cam_rejects_model_breaking_the_contract(images):
     model.forward = scaled_forward
     with pytest.raises(ValueError, match="CAM contract"):
         model_cam(model, images)
+    with torch.no_grad():
+        out = make_model()(images)
     with pytest.raises(ValueError, match="classifiers"):
-        classifier_weights(nn.Conv2d(3, 3, 1), 1)
+        classifier_weights(ReIDOutput(out.logits, out.features, out.feature_maps, out.embedding))
+    out.feature_maps = out.feature_maps * 2
     with pytest.raises(ValueError, match="one classifier per branch"):
-        classifier_weights(make_model(), 2)
+        classifier_weights(out)
+
+
+def test_the_explainer_uses_the_one_cam_and_reads_weights_from_the_output(model3, images):
+    assert class_activation_maps is class_activation_map  # one implementation, shared with the OAP loss
+    with torch.no_grad():
+        out = model3.eval()(images)
+    assert all(w is fc.weight for w, fc in zip(out.class_weights, model3.classifiers, strict=True))
+    original = model3.forward
+
+    def doubled_weights(x):  # the explainer must use what the output says, not model.classifiers
+        out = original(x)
+        out.class_weights = [2 * w for w in out.class_weights]
+        out.logits = [2 * s for s in out.logits]
+        return out
+
+    model3.forward = doubled_weights
+    result = model_cam(model3, images)
+    for i in range(3):
+        picked = out.logits[i].gather(1, result.classes[:, None]).squeeze(1)
+        torch.testing.assert_close(result.scores[i], 2 * picked, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"class_weights\[0\] of .* must be \(C, 6\)"):
+        classifier_weights(ReIDOutput(out.logits, out.features, out.feature_maps, out.embedding,
+                                      class_weights=[torch.zeros(5, 4)] * 3))

@@ -97,7 +97,8 @@ class RedChannelModel(nn.Module):
     def forward(self, x):
         fmap = F.avg_pool2d(x[:, :1] + 2.2, 4)  # normalised red: ~-2.1 (0) .. 2.2 (255)
         feat = fmap.mean(dim=(2, 3))
-        return ReIDOutput([self.classifiers[0](feat)], [feat], [fmap], feat)
+        return ReIDOutput([self.classifiers[0](feat)], [feat], [fmap], feat,
+                          class_weights=[self.classifiers[0].weight])
 
 
 def _red_sample(pid: int, top: int) -> Sample:

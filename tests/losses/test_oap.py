@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from reidlib.layers.cam import class_activation_map
+from reidlib.losses.cross_entropy import branch_cross_entropies
 from reidlib.losses.oap import (
     CamaLoss,
     activation_masks,
@@ -178,7 +180,7 @@ def _fake_output(n: int) -> tuple[ReIDOutput, dict]:
     feats = [f.mean(dim=(2, 3)) for f in fmaps]
     logits = [f @ w[i].T for i, f in enumerate(feats)]
     out = ReIDOutput(logits=logits, features=feats, feature_maps=fmaps, embedding=torch.cat(feats, 1),
-                     extras={"classifier_weights": w})
+                     class_weights=list(w))
     return out, {"pid": torch.tensor([0, 1, 2, 3])}
 
 
@@ -207,3 +209,28 @@ def test_cama_loss_rejects_bad_config():
         CamaLoss(k=2, alpha=-1)
     with pytest.raises(ValueError):
         CamaLoss(k=2, mode="sym")
+
+
+def test_cama_loss_reads_class_weights_and_uses_the_shared_cam():
+    out, batch = _fake_output(2)
+    weights = [w.clone().requires_grad_(True) for w in out.class_weights]
+    out.class_weights = weights
+    total, logs = CamaLoss(k=2, alpha=1.0)(out, batch)
+    pairs = zip(out.feature_maps, weights, strict=True)
+    maps = torch.stack([class_activation_map(f, w, batch["pid"]) for f, w in pairs], dim=1)
+    assert logs["loss_oap"] == pytest.approx(overlapped_activation_penalty(maps, k=2).item())
+    total.backward()  # the penalty trains the classifier weights through the maps
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in weights)
+    out.class_weights = []
+    with pytest.raises(ValueError, match="class_weights"):
+        CamaLoss(k=2)(out, batch)
+
+
+def test_cama_loss_identity_term_is_the_shared_branch_cross_entropy():
+    out, batch = _fake_output(3)
+    _, logs = CamaLoss(k=2, label_smoothing=0.1)(out, batch)
+    expected = branch_cross_entropies(out.logits, batch["pid"], 0.1)
+    for i, value in enumerate(expected):
+        assert logs[f"loss_id_{i + 1}"] == pytest.approx(value.item())
+    with pytest.raises(ValueError, match="logits"):
+        CamaLoss(k=2)(ReIDOutput([], out.features, out.feature_maps, out.embedding), batch)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from reidlib.models import MODELS, build_model
+from reidlib.models.backbone import build_backbone
 from reidlib.models.baseline import IDEBN, BNNeck
 from reidlib.models.output import ReIDOutput
 
@@ -73,3 +74,20 @@ def test_registry_and_errors():
         build_model("resnet", num_classes=3)
     with pytest.raises(ValueError, match="num_classes"):
         IDEBN(num_classes=0, depth=18)
+
+
+def test_class_weights_are_the_classifier_weights():
+    torch.manual_seed(0)
+    for model in (IDEBN(3, backbone=build_backbone(10, 8)), BNNeck(3, backbone=build_backbone(10, 8))):
+        out = model(torch.randn(2, 3, 64, 32))
+        assert len(out.class_weights) == 1 and out.class_weights[0] is model.classifiers[0].weight
+
+
+def test_idebn_at_a_narrow_width_builds_its_backbone():
+    torch.manual_seed(0)
+    built = IDEBN(5, depth=18, width=16, last_stride=1)
+    torch.manual_seed(0)
+    given = IDEBN(5, backbone=build_backbone(18, 16, last_stride=1))
+    assert built.feat_dim == 128 and built.bn.num_features == 128
+    for a, b in zip(built.state_dict().values(), given.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

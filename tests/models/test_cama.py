@@ -2,6 +2,8 @@ import pytest
 import torch
 from torch import nn
 
+from reidlib.layers.cam import class_activation_map
+from reidlib.models.backbone import build_backbone
 from reidlib.models.cama import CAMA, descriptor, select_branches
 
 
@@ -19,6 +21,7 @@ class TinyBackbone(nn.Module):
         self.layer2 = _block(4, 6, 2)
         self.layer3 = _block(6, 8, 2)
         self.layer4 = _block(8, 12, 1)
+        self.out_channels = 12
 
 
 def _model(n: int = 3, classes: int = 5, **kw) -> CAMA:
@@ -34,7 +37,7 @@ def test_output_shapes():
     assert all(f.shape == (4, 12) for f in out.features)
     assert all(m.shape == (4, 12, 4, 2) for m in out.feature_maps)
     assert out.embedding.shape == (4, 36)
-    assert out.extras["classifier_weights"].shape == (3, 5, 12)
+    assert torch.stack(out.class_weights).shape == (3, 5, 12)
 
 
 def test_scores_are_gap_of_class_activation_maps():
@@ -42,7 +45,7 @@ def test_scores_are_gap_of_class_activation_maps():
     out = model(torch.randn(3, 3, 64, 32))
     classes = torch.tensor([0, 4, 2])
     for i in range(2):
-        cam = model.class_activation_maps(out.feature_maps[i], i, classes)
+        cam = class_activation_map(out.feature_maps[i], out.class_weights[i], classes)
         assert cam.shape == (3, 4, 2)
         expected = out.logits[i][torch.arange(3), classes]
         assert torch.allclose(cam.mean(dim=(1, 2)), expected, atol=1e-6)  # Eq. 4
@@ -147,3 +150,41 @@ def test_resnet_backbone_without_last_stride_gives_16x8_maps_at_256x128():
     assert len(list(model.shared.parameters())) > 0
     shared_ids = {id(p) for p in model.shared.parameters()}
     assert not shared_ids & {id(p) for p in model.branches.parameters()}
+
+
+def test_class_weights_are_the_branch_classifiers():
+    model = _model(2)
+    out = model(torch.randn(2, 3, 64, 32))
+    assert len(out.class_weights) == 2
+    assert all(w is fc.weight for w, fc in zip(out.class_weights, model.classifiers, strict=True))
+
+
+def test_feature_size_comes_from_the_backbone_contract():
+    torch.manual_seed(0)
+    backbone = build_backbone(10, 8, last_stride=1)
+    model = CAMA(num_classes=4, num_branches=2, backbone=backbone)
+    assert model.feat_dim == backbone.out_channels == 64
+    assert all(bn.num_features == 64 for bn in model.bns)
+    assert all(fc.weight.shape == (4, 64) for fc in model.classifiers)
+    with pytest.raises(ValueError, match="out_channels"):
+        backbone = TinyBackbone()
+        del backbone.out_channels
+        CAMA(num_classes=3, backbone=backbone)
+    with pytest.raises(ValueError, match="layer4"):
+        backbone = TinyBackbone()
+        del backbone.layer4
+        CAMA(num_classes=3, backbone=backbone)
+
+
+def test_cama_builds_its_own_backbone_at_any_width():
+    torch.manual_seed(0)
+    built = CAMA(num_classes=5, num_branches=3, depth=18, width=16, last_stride=1)
+    torch.manual_seed(0)
+    given = CAMA(num_classes=5, num_branches=3, backbone=build_backbone(18, 16, last_stride=1))
+    assert built.feat_dim == 128
+    for a, b in zip(built.state_dict().values(), given.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    out = built.eval()(torch.randn(1, 3, 128, 64))
+    assert all(m.shape == (1, 128, 8, 4) for m in out.feature_maps)
+    with pytest.raises(ValueError, match="ImageNet weights exist for width 64 only"):
+        CAMA(num_classes=5, width=16, depth=18, pretrained=True)
