@@ -1,27 +1,18 @@
 """Re-ID models. Every model's ``forward`` returns :class:`reidlib.models.output.ReIDOutput`.
 
-:data:`MODELS` maps a name to a model class; chapters register theirs by adding an entry.
+- :mod:`~reidlib.models.backbone`: :func:`~reidlib.models.backbone.build_backbone`, the one backbone
+  contract (torchvision ResNets at width 64, random narrow ResNets otherwise), stage by stage.
+- :mod:`~reidlib.models.baseline`: IDE+BN (seed 000, Eq. 2-3) and BNNeck.
+- :mod:`~reidlib.models.cama`: CAMA's multi-branch model (seed 000).
+- :mod:`~reidlib.models.global_descriptor`: the global descriptor of "Re-ID done right" (seed 001).
+
+There is no registry: each recipe builds its model from its own config (the command line's baseline
+with :func:`reidlib.recipes.baseline.build_model`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
-
 from reidlib.models.baseline import IDEBN, BNNeck
 from reidlib.models.output import ReIDOutput
 
-__all__ = ["MODELS", "BNNeck", "IDEBN", "ReIDOutput", "build_model"]
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "idebn": IDEBN,
-    "bnneck": BNNeck,
-}
-
-
-def build_model(name: str, **kwargs: object) -> nn.Module:
-    """Build the model registered as ``name`` in :data:`MODELS` with keyword arguments ``kwargs``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+__all__ = ["BNNeck", "IDEBN", "ReIDOutput"]
