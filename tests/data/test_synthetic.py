@@ -299,7 +299,7 @@ def test_load_image_and_cache_agree(tiny: SynthReID) -> None:
 
 
 def test_write_market_format_round_trips_through_the_loader(tmp_path: Path) -> None:
-    market1501 = pytest.importorskip("reidlib.data.market1501", reason="Market-1501 loader not written yet")
+    from reidlib.data import market1501
     synth = SynthReID("tiny", seed=0, height=32, width=16)
     root = synth.write_market_format(tmp_path / "synth_market", progress=False)
     n_files = len(list((root / "bounding_box_test").glob("*.jpg")))

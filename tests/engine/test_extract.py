@@ -65,7 +65,6 @@ def test_dict_batches_and_errors():
 
 
 def test_evaluate_model_ranks_matching_identities_first():
-    pytest.importorskip("reidlib.evaluation.rank")
     # q1 = x axis (pid 1), q2 = y axis (pid 2); by angle q1 ranks g0 (pid 1), g2, g3 (pid 1), g1 and
     # q2 ranks g1 (pid 2), g3, g2 (pid 2), g0: each AP = (1/1 + 2/3) / 2
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)
@@ -81,7 +80,6 @@ def test_evaluate_model_ranks_matching_identities_first():
 
 
 def test_rank_features_with_rerank_and_ap_mode():
-    pytest.importorskip("reidlib.evaluation.features")
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(5, 8, generator=g)
     q_pids, g_pids = np.arange(5), np.repeat(np.arange(5), 4)

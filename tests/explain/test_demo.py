@@ -5,11 +5,10 @@ import json
 import pandas as pd
 import pytest
 
+from reidlib.data import synthetic
 from reidlib.explain.demo import demo_figures
 
 from .conftest import make_model
-
-synthetic = pytest.importorskip("reidlib.data.synthetic")
 
 
 @pytest.mark.slow

@@ -12,10 +12,10 @@ from reidlib.explain.gradcam import grad_cam
 from reidlib.explain.maps import explanation_maps
 from reidlib.explain.ram import model_ram
 from reidlib.explain.targets import class_target
+from reidlib.models import baseline, cama
 
 from .conftest import assert_same_state, snapshot
 
-baseline = pytest.importorskip("reidlib.models.baseline")
 SMALL = {"depth": 18, "last_stride": 1, "pretrained": False, "allow_random_init": True}
 
 
@@ -53,7 +53,6 @@ def test_bnneck_is_refused_by_cam():
 
 
 def test_cama_branch_maps():
-    cama = pytest.importorskip("reidlib.models.cama")
     model = _quiet(lambda: cama.CAMA(7, num_branches=2, depth=18, last_stride=1, pretrained=False))
     images = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
     for method in ("cam", "ram", "gradcam"):
