@@ -143,13 +143,18 @@ class StepProgress(Callback):
 
 class StepLog(Callback):
     """Keep every optimizer step's logs (``{"iteration": step, "loss", terms..., "lr"}``, ``iteration``
-    counted from 1) in ``entries``; checkpointed with the run, so a resumed run keeps the steps before."""
+    counted from 1, ``lr`` the rate the step used) in ``entries``; checkpointed with the run, so a resumed
+    run keeps the steps before."""
 
     def __init__(self) -> None:
         self.entries: list[dict[str, float]] = []
+        self._lr = float("nan")
+
+    def on_step_start(self, trainer: Trainer, step: int) -> None:
+        self._lr = trainer.lr
 
     def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
-        self.entries.append({"iteration": step, **{k: float(v) for k, v in logs.items()}})
+        self.entries.append({"iteration": step, **{k: float(v) for k, v in logs.items()}, "lr": self._lr})
 
     def state_dict(self) -> dict[str, Any]:
         return {"entries": deepcopy(self.entries)}

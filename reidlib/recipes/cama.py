@@ -1,11 +1,12 @@
-"""Recipe of seed 000 (CAMA): configs per scale, the runs behind every table and figure, training,
-evaluation and the explanation scores stored with each run.
+"""Recipe of seed 000 (CAMA): configs per scale, the runs behind every table and figure, the model and
+loss of each run, its evaluation and the explanation scores stored with it.
 
 One :class:`CamaConfig` describes one training run. :func:`config_for` gives the config of a scale
 (``smoke`` / ``cpu`` / ``full``); :data:`RUNS` lists the runs of the chapter as overrides of it, shared
 between tables where the paper's settings coincide (the 3-branch CAMA of Table 4 is also Fig. 6's
 ``N = 3`` point and Table 5's "all branches"). :func:`run_cama` trains one run (or reuses a finished
-one), evaluates it and writes ``results/cama/<scale>/<run>.json``.
+one), evaluates it and writes ``results/cama/<scale>/<run>.json``; run folders, seeding, reuse and
+results files are the chapter contract's (:mod:`reidlib.recipes.chapter`).
 
 The paper's training recipe (Sec. 4.2): ImageNet ResNet-50 without the last stride, 256x128 inputs,
 random crop and flip, Adam, batch 32; first 10 epochs train only the classifiers ``W^i`` while the LR
@@ -15,22 +16,18 @@ rises from 3e-6 to 3e-4; then 50 epochs of the whole model at 3e-4, times 0.1 ev
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import shutil
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from reidlib.data.dataset import ImageDataset
-from reidlib.data.records import Record, ReIDSplits
+from reidlib.data.records import Record, one_per_identity
 from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.callbacks import FreezeParameters, PeriodicEvaluation
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
@@ -46,11 +43,11 @@ from reidlib.losses.oap import (
     overlapped_activation_penalty,
     target_class_maps,
 )
+from reidlib.models.backbone import NARROW_DEPTHS, build_backbone
 from reidlib.models.cama import CAMA, select_branches
-from reidlib.models.narrow_resnet import NARROW_DEPTHS, narrow_resnet
-from reidlib.scale import SCALES, resolve_scale
-from reidlib.results.paths import runs_root
-from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
+from reidlib.recipes import chapter
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, RunContext
+from reidlib.results.store import RunRecord
 
 CHAPTER = "cama"
 #: k of Eq. 5 as a share of the map's cells: the issue's 13 of the paper's 16x8 = 128 cells.
@@ -67,17 +64,16 @@ BRANCH_SWEEP: tuple[int, ...] = (1, 2, 3, 4)
 #: Extra training seeds of IDE+BN (initialisation and augmentation; same data): the seed-to-seed spread
 #: that tells a real difference between two runs from noise.
 SPREAD_SEEDS: tuple[int, ...] = (1, 2)
-DATASETS = ("synthreid", "market1501", "dukemtmc", "cuhk03")
 
 
 @dataclass
-class CamaConfig:
+class CamaConfig(ChapterConfig):
     """Everything that defines one CAMA training run (stored with its results).
 
+    The fields of :class:`~reidlib.recipes.chapter.ChapterConfig` (``scale``, ``dataset``,
+    ``synth_preset``, ``seed``; SynthReID is drawn with ``seed`` at ``height`` x ``width``), and:
+
     Attributes:
-        scale: ``smoke``, ``cpu`` or ``full``.
-        dataset: ``"synthreid"`` (in memory) or a real dataset name of :mod:`reidlib.data.registry`.
-        synth_preset: SynthReID preset (``tiny``, ``small``, ``market``); ignored for real datasets.
         depth: ResNet depth of the backbone. pretrained: ImageNet weights (from disk; never downloaded).
         base_width: channels of the first stage (64 = torchvision's ResNet; 16 = a quarter-width
             ResNet-18 for the CPU, random init only).
@@ -99,12 +95,8 @@ class CamaConfig:
         flip: random horizontal flips.
         eval_every: evaluate mAP/rank-1 every this many epochs for the history curves (0 = only at the end).
         explain_images: training (and query) images used for the CAM/RAM explanation scores.
-        seed: random seed.
     """
 
-    scale: str = "cpu"
-    dataset: str = "synthreid"
-    synth_preset: str = "small"
     depth: int = 18
     base_width: int = 64
     pretrained: bool = False
@@ -128,13 +120,9 @@ class CamaConfig:
     flip: bool = True
     eval_every: int = 0
     explain_images: int = 64
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ValueError(f"scale {self.scale!r} unknown; expected one of {SCALES}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset {self.dataset!r} unknown; expected one of {DATASETS}")
+        super().__post_init__()
         if self.num_branches < 1:
             raise ValueError(f"num_branches must be >= 1, got {self.num_branches}")
         if self.oap_mode not in OAP_MODES:
@@ -154,6 +142,11 @@ class CamaConfig:
             bad = [b for b in self.test_branches if not 0 <= b < self.num_branches]
             if bad or not self.test_branches:
                 raise ValueError(f"test_branches {self.test_branches} must index 0..{self.num_branches - 1}")
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """SynthReID is rendered at the input size."""
+        return self.height, self.width
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -187,17 +180,9 @@ SCALE_CONFIGS: dict[str, CamaConfig] = {
 
 
 def config_for(scale: str | None = None, **overrides: Any) -> CamaConfig:
-    """The config of ``scale`` (``$REIDLIB_SCALE`` wins, see :func:`resolve_scale`) with ``overrides``.
-
-    Raises:
-        ValueError: unknown scale or override name (the message lists the fields).
-    """
-    scale = resolve_scale(scale)
-    names = {f.name for f in dataclasses.fields(CamaConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown CamaConfig field(s) {unknown}; fields: {sorted(names)}")
-    return dataclasses.replace(SCALE_CONFIGS[scale], **overrides)
+    """The config of ``scale`` (``$REIDLIB_SCALE`` wins) with ``overrides``
+    (:func:`reidlib.recipes.chapter.config_for`)."""
+    return chapter.config_for(SCALE_CONFIGS, scale, **overrides)
 
 
 def k_run_name(fraction: float) -> str:
@@ -237,92 +222,37 @@ TABLE4_RUNS = {"IDE+BN": "ide_bn", "MltB+Lid": "mltb_lid", "MltB+Lid+Loap": "cam
 
 def run_config(name: str, base: CamaConfig) -> CamaConfig:
     """The config of run ``name`` of :data:`RUNS` on top of ``base`` (a scale's config)."""
-    if name not in RUNS:
-        raise ValueError(f"unknown CAMA run {name!r}; runs: {sorted(RUNS)}")
-    return dataclasses.replace(base, **RUNS[name])
+    return chapter.run_config(RUNS, name, base)
 
 
-# --------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class CamaData:
-    """The data of a chapter: splits, the image source and the three loaders.
-
-    Attributes:
-        splits: train (relabelled pids), query and gallery records.
-        image_source: ``path -> PIL.Image``.
-        train_loader: shuffled, augmented batches (``drop_last``), seeded generator.
-        query_loader, gallery_loader: test transform, in record order.
-        synth: the :class:`reidlib.data.synthetic.SynthReID` behind the data (``None`` for real data);
-            gives rendered cue masks and look-alike families.
-        name: dataset name stored in the results files.
-    """
-
-    splits: ReIDSplits
-    image_source: Callable[[str], Any]
-    train_loader: DataLoader
-    query_loader: DataLoader
-    gallery_loader: DataLoader
-    synth: Any
-    name: str
-
-    @property
-    def num_classes(self) -> int:
-        return self.splits.num_train_pids
-
-    def family_of(self, pid: int) -> int | None:
-        """Look-alike family of a SynthReID test identity; -1 for distractors (pid 0), ``None`` for real
-        data."""
-        if self.synth is None:
-            return None
-        return -1 if pid <= 0 else int(self.synth.family_of(pid))
-
-
-def load_data(cfg: CamaConfig, data_root: str | os.PathLike | None = None, num_workers: int = 0) -> CamaData:
-    """Build the dataset and loaders of ``cfg`` (SynthReID in memory, or a real dataset under ``data_root``).
-
-    Raises:
-        ValueError: a real dataset without ``data_root``.
-    """
-    synth = None
-    if cfg.dataset == "synthreid":
-        from reidlib.data.synthetic import SynthReID
-
-        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.seed, height=cfg.height, width=cfg.width)
-        synth.precache()  # every image is read once per epoch and run: render each only once
-        splits, source, name = synth.splits, synth.load_image, f"synthreid_{cfg.synth_preset}"
-    else:
-        if data_root is None:
-            raise ValueError(f"dataset {cfg.dataset!r} needs data_root= (the folder holding it)")
-        from reidlib.data.dataset import open_rgb
-        from reidlib.data.registry import load_dataset
-
-        splits, source, name = load_dataset(cfg.dataset, data_root), open_rgb, cfg.dataset
-    train_tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad)
-    test_tf = build_test_transform(cfg.height, cfg.width)
-    train = ImageDataset(splits.train, train_tf, image_source=source)
-    if len(train) < cfg.batch_size:
-        raise ValueError(f"{name}: {len(train)} training images, fewer than one batch of {cfg.batch_size}")
-    loader_kw = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
-    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                              generator=make_generator(cfg.seed), **loader_kw)
-    query_loader = DataLoader(ImageDataset(splits.query, test_tf, image_source=source), batch_size=128,
-                              shuffle=False, **loader_kw)
-    gallery_loader = DataLoader(ImageDataset(splits.gallery, test_tf, image_source=source), batch_size=128,
-                                shuffle=False, **loader_kw)
-    return CamaData(splits, source, train_loader, query_loader, gallery_loader, synth, name)
-
-
-# ----------------------------------------------------------------------------------------- training
+# ------------------------------------------------------------------------------- model and training
 
 
 def build_model(cfg: CamaConfig, num_classes: int) -> CAMA:
-    """The CAMA model of ``cfg`` (``num_branches = 1`` is IDE+BN)."""
-    backbone = None if cfg.base_width == 64 else narrow_resnet(cfg.depth, cfg.base_width, cfg.last_stride)
-    return CAMA(num_classes=num_classes, num_branches=cfg.num_branches, depth=cfg.depth,
-                last_stride=cfg.last_stride, pretrained=cfg.pretrained, test_branches=cfg.test_branches,
+    """The CAMA model of ``cfg`` (``num_branches = 1`` is IDE+BN) over :func:`build_backbone`."""
+    backbone = build_backbone(cfg.depth, cfg.base_width, cfg.pretrained, cfg.last_stride)
+    return CAMA(num_classes=num_classes, num_branches=cfg.num_branches, test_branches=cfg.test_branches,
                 backbone=backbone)
+
+
+def train_loader(cfg: CamaConfig, data: ChapterData, num_workers: int = 0) -> DataLoader:
+    """Shuffled, augmented batches of ``cfg.batch_size`` (drop-last) whose order depends on ``cfg.seed``
+    only (random crop after ``cfg.pad`` pixels of padding, flips)."""
+    tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad)
+    train = ImageDataset(data.splits.train, tf, image_source=data.image_source)
+    if len(train) < cfg.batch_size:
+        raise ValueError(f"{data.name}: {len(train)} training images, fewer than one batch of "
+                         f"{cfg.batch_size}")
+    return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                      generator=make_generator(cfg.seed), num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+def test_loader(cfg: CamaConfig, data: ChapterData, records: Sequence[Record]) -> DataLoader:
+    """``records`` in order through the test transform (resize, normalise), 128 per batch."""
+    tf = build_test_transform(cfg.height, cfg.width)
+    dataset = ImageDataset(records, tf, image_source=data.image_source)
+    return DataLoader(dataset, batch_size=128, shuffle=False)
 
 
 def is_classifier_parameter(name: str) -> bool:
@@ -358,36 +288,19 @@ def cama_loss(cfg: CamaConfig) -> CamaLoss:
     return CamaLoss(k=cfg.k, alpha=cfg.alpha, mode=cfg.oap_mode)  # type: ignore[arg-type]
 
 
-def train_model(
-    cfg: CamaConfig,
-    data: CamaData,
-    out_dir: str | os.PathLike,
-    device: str = "cpu",
-    callbacks: Sequence[Any] = (),
-) -> tuple[CAMA, list[dict[str, Any]]]:
-    """Train one CAMA model; returns it (eval mode) and its per-epoch history.
-
-    The trainer's resumable ``latest.pt`` is replaced at the end by a weights-only ``model.pt``.
-    """
-    torch.manual_seed(cfg.seed)
-    # The loader's shuffling generator is shared by every run on ``data``: reseed it, so a run's batches
-    # depend on its own seed only, not on which runs trained before it.
-    if data.train_loader.generator is not None:
-        data.train_loader.generator.manual_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes)
-    loss_fn = cama_loss(cfg)
+def train_model(model: CAMA, cfg: CamaConfig, data: ChapterData, out_dir: str | Path, device: str = "cpu",
+                callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Train ``model`` as ``cfg`` says with the engine's :class:`Trainer` in ``out_dir`` (resuming from its
+    ``latest.pt`` after a crash); returns the per-epoch history."""
     all_callbacks: list[Any] = [classifier_warmup(model, cfg.warmup_epochs)] if cfg.warmup_epochs else []
     if cfg.eval_every:
-        evaluate_now = lambda t: _quick_metrics(t.model, data, device)  # noqa: E731
+        evaluate_now = lambda t: _quick_metrics(t.model, cfg, data, device)  # noqa: E731
         all_callbacks.append(PeriodicEvaluation(evaluate_now, cfg.eval_every))
     all_callbacks.extend(callbacks)
-    trainer = Trainer(model, loss_fn, data.train_loader, train_config(cfg), out_dir, device=device,
-                      callbacks=all_callbacks, record={"cama_config": dataclasses.asdict(cfg)})
-    history = trainer.fit(resume=False)
-    out = Path(out_dir)
-    torch.save(model.state_dict(), out / "model.pt")
-    (out / "latest.pt").unlink(missing_ok=True)
-    return model.eval(), history.to_list()
+    trainer = Trainer(model, cama_loss(cfg), train_loader(cfg, data), train_config(cfg), out_dir,
+                      device=device, callbacks=all_callbacks,
+                      record={"cama_config": dataclasses.asdict(cfg)})
+    return trainer.fit_or_resume().to_list()
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -417,41 +330,30 @@ def rank(query: Features, gallery: Features, num_branches: int, branches: Sequen
     return evaluate(dist, query.pids, gallery.pids, query.camids, gallery.camids)
 
 
-def rank_metrics(result: RankResult) -> dict[str, Any]:
-    """The numeric fields of a :class:`RankResult` for a results file (rates are fractions)."""
-    d = result.as_dict()
-    return {k: d[k] for k in ("mAP", "rank1", "rank5", "rank10", "rank20", "num_valid", "num_skipped")} | {
-        "cmc": d["cmc"][:20]}
+def _features(model: CAMA, cfg: CamaConfig, data: ChapterData, device: str) -> tuple[Features, Features]:
+    q = extract(model, test_loader(cfg, data, data.splits.query), device, "query")
+    g = extract(model, test_loader(cfg, data, data.splits.gallery), device, "gallery")
+    return q, g
 
 
-def family_mask(data: CamaData, query: Features, gallery: Features) -> Tensor | None:
-    """``(Q, G)``: gallery image in the query's look-alike family (SynthReID only)."""
-    if data.synth is None:
-        return None
-    qf = torch.tensor([data.family_of(int(p)) for p in query.pids])
-    gf = torch.tensor([data.family_of(int(p)) for p in gallery.pids])
-    return qf[:, None] == gf[None, :]
-
-
-def _quick_metrics(model: nn.Module, data: CamaData, device: str) -> dict[str, float]:
-    q = extract(model, data.query_loader, device, "query")
-    g = extract(model, data.gallery_loader, device, "gallery")
+def _quick_metrics(model: CAMA, cfg: CamaConfig, data: ChapterData, device: str) -> dict[str, float]:
+    q, g = _features(model, cfg, data, device)
     result = rank(q, g, model.num_branches)
     return {"mAP": result.mAP, "rank1": result.rank1}
 
 
-def evaluate_cama(model: CAMA, data: CamaData, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_cama(model: CAMA, cfg: CamaConfig, data: ChapterData, device: str = "cpu"
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Retrieval metrics of a trained model: ``(metrics, extra)``.
 
-    ``metrics`` holds the test descriptor's mAP/CMC (``cfg.test_branches`` or all branches) and
-    ``family`` (queries ranked only against their own look-alike family, SynthReID). ``extra`` holds
-    per-branch and branch-subset metrics (Table 5) computed from the same features.
+    ``metrics`` holds the test descriptor's mAP/CMC (``model.test_branches``) and ``family`` (queries
+    ranked only against their own look-alike family, SynthReID). ``extra`` holds per-branch and
+    branch-subset metrics (Table 5) computed from the same features.
     """
-    q = extract(model, data.query_loader, device, "query")
-    g = extract(model, data.gallery_loader, device, "gallery")
+    q, g = _features(model, cfg, data, device)
     n = model.num_branches
-    metrics = rank_metrics(rank(q, g, n, model.test_branches))
-    mask = family_mask(data, q, g)
+    metrics = rank(q, g, n, model.test_branches).metrics()
+    mask = data.family_mask(q.pids, g.pids)
     if mask is not None:
         family = rank(q, g, n, model.test_branches, mask)
         metrics["family"] = {"mAP": family.mAP, "rank1": family.rank1}
@@ -467,23 +369,9 @@ def evaluate_cama(model: CAMA, data: CamaData, device: str = "cpu") -> tuple[dic
 # ------------------------------------------------------------------------------ explanation scores
 
 
-def explain_records(records: Sequence[Record], count: int) -> list[Record]:
-    """A fixed, spread-out selection of ``count`` records: one per identity first, in pid order."""
-    by_pid: dict[int, list[Record]] = {}
-    for r in records:
-        by_pid.setdefault(r.pid, []).append(r)
-    chosen: list[Record] = []
-    round_ = 0
-    while len(chosen) < count and any(len(v) > round_ for v in by_pid.values()):
-        for pid in sorted(by_pid):
-            if len(by_pid[pid]) > round_ and len(chosen) < count:
-                chosen.append(by_pid[pid][round_])
-        round_ += 1
-    return chosen
-
-
 @torch.no_grad()
-def explanation_metrics(model: CAMA, cfg: CamaConfig, data: CamaData, device: str = "cpu") -> dict[str, Any]:
+def explanation_metrics(model: CAMA, cfg: CamaConfig, data: ChapterData, device: str = "cpu"
+                        ) -> dict[str, Any]:
     """CAM/RAM scores of a trained model, stored with its run.
 
     On ``cfg.explain_images`` training images (CAM of the true class, what L_oap sees) and as many
@@ -495,21 +383,20 @@ def explanation_metrics(model: CAMA, cfg: CamaConfig, data: CamaData, device: st
       whole model's map (sum of branch CAMs; RAM of the full descriptor) on identity-cue pixels, and
       ``cue_area``, the cue pixels' share of the image (the energy share of a uniform map).
     """
+    from reidlib.explain.maps import explanation_maps
     from reidlib.explain.scores import branch_overlap, explanation_scores
 
     model = model.to(device).eval()
     tf = build_test_transform(cfg.height, cfg.width)
-    train_recs = explain_records(data.splits.train, cfg.explain_images)
-    query_recs = explain_records(data.splits.query, cfg.explain_images)
+    train_recs = one_per_identity(data.splits.train, cfg.explain_images)
+    query_recs = one_per_identity(data.splits.query, cfg.explain_images)
     images = torch.stack([tf(data.image_source(r.path)) for r in train_recs]).to(device)
     labels = torch.tensor([r.pid for r in train_recs], device=device)
     out = model(images)
     out_metrics: dict[str, Any] = {}
-    maps = target_class_maps(out.feature_maps, out.extras["classifier_weights"], labels)
+    maps = target_class_maps(out.feature_maps, torch.stack(out.class_weights), labels)
     if model.num_branches > 1:
         q_images = torch.stack([tf(data.image_source(r.path)) for r in query_recs]).to(device)
-        from reidlib.explain.maps import explanation_maps
-
         ram = explanation_maps(model, q_images, "ram")
         ram_maps = torch.stack([ram[f"branch {i + 1}"] for i in range(model.num_branches)], dim=1)
         out_metrics["overlap"] = {
@@ -563,109 +450,62 @@ def cue_coverage(target_maps: Tensor, cue_masks: Sequence[np.ndarray], k: int) -
 # ----------------------------------------------------------------------------------------- runs
 
 
-@dataclass
-class CamaRun:
-    """A finished run: its results record, config and trained model (eval mode, on the CPU)."""
-
-    name: str
-    config: CamaConfig
-    record: RunRecord
-    model: CAMA
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.record.metrics
+def context(data: ChapterData, device: str = "cpu", reuse: bool = False, **kwargs: Any) -> RunContext:
+    """The chapter's :class:`~reidlib.recipes.chapter.RunContext` (``results_root``, ``runs_dir`` in
+    ``kwargs``)."""
+    return RunContext(CHAPTER, data, device=device, reuse=reuse, **kwargs)
 
 
-def run_cama(
-    name: str,
-    cfg: CamaConfig,
-    data: CamaData,
-    device: str = "cpu",
-    reuse: bool = False,
-    results_root: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike | None = None,
-) -> CamaRun:
-    """Train, evaluate and store run ``name`` with config ``cfg`` -- or, with ``reuse``, load a finished
-    run whose stored config equals ``cfg`` and whose weights are still in ``runs_dir``.
+def run_cama(name: str, cfg: CamaConfig, ctx: RunContext) -> ChapterRun[CamaConfig, CAMA]:
+    """Train, evaluate and store run ``name`` with config ``cfg`` -- or, with ``ctx.reuse``, load the
+    finished run with the same config (:func:`reidlib.recipes.chapter.train_run`).
 
-    Writes ``results/cama/<scale>/<name>.json`` (metrics, config, history, per-branch extras).
+    Writes ``results/cama/<scale>/<name>.json`` (metrics with the explanation scores, config, history,
+    per-branch extras).
     """
-    folder = runs_root(runs_dir) / CHAPTER / cfg.scale / name
-    weights = folder / "model.pt"
-    trained: dict[str, CAMA] = {}
+    data, device = ctx.data, ctx.device
 
-    def train_fn() -> RunOutcome:
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        model, history = train_model(cfg, data, folder, device)
-        metrics, extra = evaluate_cama(model, data, device)
+    def evaluate_fn(model: CAMA) -> tuple[dict[str, Any], dict[str, Any]]:
+        metrics, extra = evaluate_cama(model, cfg, data, device)
         metrics.update(explanation_metrics(model, cfg, data, device))
-        trained["model"] = model.cpu()
-        return RunOutcome(metrics=metrics, history=history, extra=extra)
+        return metrics, extra
 
-    record = run_or_reuse(CHAPTER, name, cfg.scale, cfg, train_fn, reuse=reuse and weights.is_file(),
-                          dataset=data.name, seed=cfg.seed, root=results_root, device=device)
-    if record.reused:
-        model = build_model(cfg, data.num_classes)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        trained["model"] = model.eval()
-    return CamaRun(name, cfg, record, trained["model"])
+    return chapter.train_run(ctx, name, cfg, build=lambda: build_model(cfg, data.num_classes),
+                             train=lambda model, folder: train_model(model, cfg, data, folder, device),
+                             evaluate=evaluate_fn)
 
 
-def run_test_branches(
-    base: CamaRun,
-    name: str,
-    branches: Sequence[int],
-    data: CamaData,
-    device: str = "cpu",
-    reuse: bool = False,
-    results_root: str | os.PathLike | None = None,
-) -> RunRecord:
+def run_test_branches(base: ChapterRun[CamaConfig, CAMA], name: str, branches: Sequence[int],
+                      ctx: RunContext) -> RunRecord:
     """Table 5: evaluate the trained ``base`` model with the descriptor of ``branches`` only and store it
     as run ``name`` (its config is the base config with ``test_branches``; no training)."""
     cfg = dataclasses.replace(base.config, test_branches=list(branches))
     model = base.model
 
-    def eval_fn() -> RunOutcome:
+    def eval_fn() -> tuple[dict[str, Any], dict[str, Any]]:
         previous = model.test_branches
         model.set_test_branches(branches)
         try:
-            metrics, extra = evaluate_cama(model, data, device)
+            return evaluate_cama(model, cfg, ctx.data, ctx.device)
         finally:
             model.set_test_branches(previous)
-        return RunOutcome(metrics=metrics, extra={"evaluated_from": base.name, **extra})
 
-    return run_or_reuse(CHAPTER, name, cfg.scale, cfg, eval_fn, reuse=reuse, dataset=data.name,
-                        seed=cfg.seed, root=results_root, device=device)
+    return chapter.evaluation_run(ctx, name, cfg, eval_fn, evaluated_from=base.name)
 
 
-def run_all(
-    base: CamaConfig,
-    data: CamaData,
-    device: str = "cpu",
-    reuse: bool = False,
-    names: Sequence[str] | None = None,
-    results_root: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike | None = None,
-) -> dict[str, CamaRun]:
-    """Every run of :data:`RUNS` (or ``names``) in order, then Table 5's evaluation-only runs.
-
-    Prints one line per run with its wall time and headline metrics.
-    """
-    out: dict[str, CamaRun] = {}
-    for name in names if names is not None else RUNS:
-        start = time.perf_counter()
-        run = run_cama(name, run_config(name, base), data, device, reuse, results_root, runs_dir)
-        m = run.metrics
-        print(f"{name:>18}: mAP {100 * m['mAP']:5.1f}  rank-1 {100 * m['rank1']:5.1f}  "
-              f"({'reused' if run.record.reused else f'{time.perf_counter() - start:.0f} s'})", flush=True)
-        out[name] = run
-    if "cama_n3" in out:
+def run_all(base: CamaConfig, ctx: RunContext, names: Sequence[str] | None = None
+            ) -> dict[str, ChapterRun[CamaConfig, CAMA]]:
+    """Every run of :data:`RUNS` (or ``names``) in order, one log line each, then Table 5's
+    evaluation-only runs."""
+    runs = chapter.run_all(names if names is not None else RUNS,
+                           lambda name: run_cama(name, run_config(name, base), ctx))
+    if "cama_n3" in runs:
         for name, branches in TEST_BRANCH_RUNS.items():
-            run_test_branches(out["cama_n3"], name, branches, data, device, reuse, results_root)
-    return out
+            run_test_branches(runs["cama_n3"], name, branches, ctx)
+    return runs
+
+
+# ------------------------------------------------------------------------------------ parameters
 
 
 def config_table(configs: Mapping[str, CamaConfig]) -> list[dict[str, Any]]:
@@ -699,8 +539,3 @@ def chapter_settings(base: CamaConfig) -> dict[str, CamaConfig]:
     if base not in settings.values():
         settings[f"this run ({base.scale})"] = base
     return settings
-
-
-def dump_json(obj: Any) -> str:
-    """Compact JSON for printing a config in the notebook."""
-    return json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, indent=1)

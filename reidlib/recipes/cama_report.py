@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reidlib.figures.style import OKABE_ITO, use_book_style
+from reidlib.recipes import report
 from reidlib.recipes.cama import (
     BRANCH_SWEEP,
     CHAPTER,
@@ -26,9 +27,9 @@ from reidlib.recipes.cama import (
     k_run_name,
     other_mode,
 )
-from reidlib.results import noise
+from reidlib.recipes.report import percent as _pct
 from reidlib.results.paper_numbers import load_paper_numbers
-from reidlib.results.store import RunRecord, list_runs, load_run
+from reidlib.results.store import RunRecord
 
 RANKS = ("mAP", "rank1", "rank5", "rank10")
 #: The paper's dataset whose ablations (Tables 4-5, Figures 5-6) we set beside ours.
@@ -38,19 +39,17 @@ TABLE5_RUNS = {"branch 1st": "cama_n3_test_1", "branches 1st+2nd": "cama_n3_test
                "branches 1st+2nd+3rd": "cama_n3"}
 
 
+#: IDE+BN trained with every seed: the seed-to-seed spread of a single run.
+SPREAD_RUNS: tuple[str, ...] = ("ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS))
+
+
 def chapter_records(scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
     """Every stored run of the chapter at ``scale``: ``{run name: record}`` (empty when none ran)."""
-    return {name: load_run(CHAPTER, name, scale, root) for name in list_runs(CHAPTER, scale, root)}
-
-
-def _pct(record: RunRecord | None, metric: str) -> float:
-    return 100.0 * record.metric(metric) if record is not None else math.nan
+    return report.chapter_records(CHAPTER, scale, root)
 
 
 def _paper(metric: str, setting: str, dataset: str = ABLATION_DATASET) -> float:
-    table = load_paper_numbers(CHAPTER)
-    hit = table[(table["dataset"] == dataset) & (table["setting"] == setting) & (table["metric"] == metric)]
-    return float(hit["value"].iloc[0]) if len(hit) else math.nan
+    return report.paper_value(CHAPTER, setting, dataset, metric)
 
 
 def table4(records: Mapping[str, RunRecord], dataset: str = ABLATION_DATASET) -> pd.DataFrame:
@@ -129,12 +128,7 @@ def table5(records: Mapping[str, RunRecord]) -> pd.DataFrame:
 
 
 def _metric(rec: RunRecord | None, name: str, scale: float = 1.0) -> float:
-    if rec is None:
-        return math.nan
-    try:
-        return scale * rec.metric(name)
-    except KeyError:
-        return math.nan
+    return report.metric(rec, name, scale)
 
 
 def mode_comparison(records: Mapping[str, RunRecord], default_mode: str) -> pd.DataFrame:
@@ -177,23 +171,15 @@ def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.Da
 
 
 def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
-    """IDE+BN's ``metric`` (percent) over its training seeds: :func:`reidlib.results.noise.spread`.
-
-    ``range`` (max - min) is what a single-seed comparison between two runs can be off by; ``n`` counts
-    the stored runs (``ide_bn`` and ``ide_bn_seed<s>`` of :data:`reidlib.recipes.cama.SPREAD_SEEDS`).
-    """
-    names = ["ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS)]
-    return noise.spread(_metric(records[n], metric, 100) for n in names if n in records)
+    """IDE+BN's ``metric`` (percent) over its training seeds (:data:`SPREAD_RUNS`):
+    :func:`reidlib.recipes.report.seed_spread`."""
+    return report.seed_spread(records, SPREAD_RUNS, metric)
 
 
-def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.Series:
-    """Per claim: was its verdict decided by less than IDE+BN's seed-to-seed range of the claim's metric?
-
-    True means the verdict could flip with another seed. Only retrieval metrics (``mAP``, ``rank1``,
-    ``family.mAP``) have a measured spread; other claims get ``None``.
-    """
-    spreads = {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1", "family.mAP")}
-    return noise.within_noise(claims, spreads)
+def claims_table(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """The claims section (:func:`reidlib.recipes.report.claims_table`), noise judged against IDE+BN's
+    seed spread in ``mAP``, ``rank1`` and ``family.mAP``."""
+    return report.claims_table(claims, records, SPREAD_RUNS, ("mAP", "rank1", "family.mAP"))
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],

@@ -25,20 +25,23 @@ The paper's training (Sec. 3-4.1):
 meaningless, so the BN layers run with the statistics of the pre-trained network (``freeze_bn``; the
 affine parameters still train). Then one triplet at a time with accumulated gradients is *exactly* one
 batch of triplets, which lets us process equal-size triplets together on the CPU
-(``triplets_per_pass``; :func:`accumulate_triplet_gradients`, tested). A network that skips stage 1
-(Table 3c) first re-estimates its BN statistics on training images (:func:`calibrate_bn`), the role
-ImageNet statistics play in the paper.
+(``triplets_per_pass``: the engine's gradient accumulation over micro-batches, tested). A network that
+skips stage 1 (Table 3c) first re-estimates its BN statistics on training images
+(:func:`reidlib.engine.bn.calibrate_bn`), the role ImageNet statistics play in the paper.
+
+Both stages train with the engine's :class:`~reidlib.engine.trainer.Trainer` (checkpoints, resume, the
+non-finite stop). Stage 2 counts iterations: an "epoch" is the ``k = 16`` updates between two pool
+refreshes (:class:`~reidlib.engine.callbacks.EpochStart`), each update's images are drawn by
+:class:`~reidlib.data.batches.UpdateBatches` and fed ``triplets_per_pass`` triplets at a time with
+accumulated gradients, the cut-out area grows per update (:class:`~reidlib.engine.callbacks.StepProgress`)
+and BN stays frozen (:class:`~reidlib.engine.bn.FrozenBatchNorm`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import shutil
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,47 +51,52 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from reidlib.data.batches import UpdateBatches
 from reidlib.data.dataset import ImageDataset
-from reidlib.data.records import Record, ReIDSplits
+from reidlib.data.records import Record, records_by_pid
+from reidlib.data.samplers import pk_batch_indices
 from reidlib.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ProgressiveCutout,
     build_aspect_transform,
 )
+from reidlib.engine.bn import FrozenBatchNorm, calibrate_bn
+from reidlib.engine.callbacks import EpochStart, StepLog, StepProgress
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
-from reidlib.engine.extract import Features
-from reidlib.engine.schedules import build_optimizer, build_scheduler
-from reidlib.engine.seeding import make_generator, seed_everything
+from reidlib.engine.extract import Features, descriptors, extract_records, forward_any_size
+from reidlib.engine.seeding import make_generator
 from reidlib.engine.trainer import Trainer
 from reidlib.evaluation.features import evaluate_features
 from reidlib.evaluation.query_expansion import query_expansion
-from reidlib.evaluation.rank import RankResult
+from reidlib.evaluation.rank import RankResult, evaluate
+from reidlib.losses import BatchHardTripletLoss, IdentityLoss, TripletRankingLoss
 from reidlib.losses.mining import MINING_MODES, TripletPool
-from reidlib.losses.triplet import batch_hard_triplet_loss, ranking_triplet_loss
-from reidlib.models.global_descriptor import GlobalDescriptor, build_backbone
-from reidlib.scale import SCALES, resolve_scale
-from reidlib.results.paths import runs_root
-from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
+from reidlib.models.backbone import build_backbone
+from reidlib.models.global_descriptor import GlobalDescriptor
+from reidlib.recipes import chapter
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, RunContext
+from reidlib.results.store import RunRecord
 
 CHAPTER = "reid_done_right"
-DATASETS = ("synthreid", "market1501", "dukemtmc", "cuhk03", "msmt17")
 CUTOUT_MODES = ("none", "progressive", "fixed")
 TRAIN_MODES = (*MINING_MODES, "batch_hard")
 #: Extra training seeds of the main run (``rdr_seed<s>``, seed = base seed + s).
 SPREAD_SEEDS = (1, 2)
+#: A finished run of the chapter: its config, results record and descriptor network.
+RdrRun = ChapterRun["RdrConfig", GlobalDescriptor]
 
 
 @dataclass
-class RdrConfig:
+class RdrConfig(ChapterConfig):
     """Everything that defines one run of the chapter (stored with its results).
 
+    The fields of :class:`~reidlib.recipes.chapter.ChapterConfig` (``scale``, ``dataset``,
+    ``synth_preset``, ``seed``), and:
+
     Attributes:
-        scale: ``smoke``, ``cpu`` or ``full``.
-        dataset: ``"synthreid"`` (in memory) or a real dataset of :mod:`reidlib.data.registry`.
-        synth_preset: SynthReID preset; ``render_height`` x ``render_width``: the size SynthReID draws its
+        render_height, render_width: the size SynthReID draws its
             images at (the counterpart of Market's 256x128 "native" size, which the paper up-scales).
         depth: ResNet depth; ``depth_sweep``: Table 3b's three depths (``depth`` is the middle one).
         base_width: 64 = torchvision's ResNet; less = a randomly initialised narrow ResNet (CPU).
@@ -118,13 +126,9 @@ class RdrConfig:
         freeze_bn: BN statistics fixed in stage 2 (see the module docstring).
         qe_k_query, qe_k_db: neighbours averaged by query expansion (5) and database augmentation (10).
         explain_images: query images used for the attention scores.
-        seed: random seed of the training (initialisation, sampling, augmentation).
         data_seed: seed SynthReID is drawn with (fixed across the chapter's training seeds).
     """
 
-    scale: str = "cpu"
-    dataset: str = "synthreid"
-    synth_preset: str = "small"
     render_height: int = 64
     render_width: int = 32
     depth: int = 18
@@ -163,17 +167,13 @@ class RdrConfig:
     qe_k_query: int = 5
     qe_k_db: int = 10
     explain_images: int = 48
-    seed: int = 0
     data_seed: int = 0
 
     def __post_init__(self) -> None:
         self.depth_sweep = tuple(self.depth_sweep)  # type: ignore[assignment]  (JSON gives lists)
         self.size_sweep = tuple(self.size_sweep)  # type: ignore[assignment]
         self.cls_crop_scale = tuple(self.cls_crop_scale)  # type: ignore[assignment]
-        if self.scale not in SCALES:
-            raise ValueError(f"scale {self.scale!r} unknown; expected one of {SCALES}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset {self.dataset!r} unknown; expected one of {DATASETS}")
+        super().__post_init__()
         if self.pool not in ("max", "avg"):
             raise ValueError(f"pool must be 'max' or 'avg', got {self.pool!r}")
         if self.mining not in TRAIN_MODES:
@@ -192,6 +192,21 @@ class RdrConfig:
             raise ValueError(f"max_side and cls_size must be >= 16, got {self.max_side}, {self.cls_size}")
         if self.base_width != 64 and self.pretrained:
             raise ValueError("ImageNet weights exist for base_width 64 only")
+        if self.batch_triplets % self.triplets_per_pass:
+            raise ValueError(f"batch_triplets ({self.batch_triplets}) must be a multiple of "
+                             f"triplets_per_pass ({self.triplets_per_pass}): updates split into equal passes")
+        if self.iterations % self.pool_updates:
+            raise ValueError(f"iterations ({self.iterations}) must be a multiple of pool_updates "
+                             f"({self.pool_updates}): training is counted in pool periods")
+
+    @property
+    def synth_seed(self) -> int:
+        """SynthReID is drawn with ``data_seed``, the same world for every training seed."""
+        return self.data_seed
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        return self.render_height, self.render_width
 
 
 #: The three scales. ``cpu`` and ``smoke`` train narrow ResNets from scratch (no ImageNet weights here), so
@@ -215,17 +230,9 @@ SCALE_CONFIGS: dict[str, RdrConfig] = {
 
 
 def config_for(scale: str | None = None, **overrides: Any) -> RdrConfig:
-    """The config of ``scale`` (``$REIDLIB_SCALE`` wins, see :func:`resolve_scale`) with ``overrides``.
-
-    Raises:
-        ValueError: unknown scale or override name (the message lists the fields).
-    """
-    scale = resolve_scale(scale)
-    names = {f.name for f in dataclasses.fields(RdrConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown RdrConfig field(s) {unknown}; fields: {sorted(names)}")
-    return dataclasses.replace(SCALE_CONFIGS[scale], **overrides)
+    """The config of ``scale`` (``$REIDLIB_SCALE`` wins) with ``overrides``
+    (:func:`reidlib.recipes.chapter.config_for`)."""
+    return chapter.config_for(SCALE_CONFIGS, scale, **overrides)
 
 
 def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
@@ -255,8 +262,8 @@ def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
     }
 
 
-#: Every stage-2 run of the chapter: name -> overrides of the scale's config (sizes and depths are read
-#: from the config's sweeps, see :func:`run_config`).
+#: Every stage-2 run of the chapter (its overrides of the scale's config come from
+#: :func:`_sweep_overrides`, which reads sizes and depths from the config's sweeps).
 RUNS: tuple[str, ...] = tuple(_sweep_overrides(RdrConfig()))
 #: Table rows: paper row label -> our run.
 TABLE1_RUNS = {"none": "aug_none", "flip": "aug_flip", "crop": "aug_crop", "cut-out": "rdr",
@@ -268,66 +275,12 @@ TABLE3_RUNS = {"(a) pooling: average": "pool_avg", "(a) pooling: max": "rdr",
                "(c) classification pre-training: no": "no_cls_pretrain",
                "(c) classification pre-training: yes": "rdr"}
 
-
 def run_config(name: str, base: RdrConfig) -> RdrConfig:
     """The config of run ``name`` of :data:`RUNS` on top of ``base`` (a scale's config)."""
-    overrides = _sweep_overrides(base)
-    if name not in overrides:
-        raise ValueError(f"unknown run {name!r}; runs: {sorted(overrides)}")
-    return dataclasses.replace(base, **overrides[name])
+    return chapter.run_config(_sweep_overrides(base), name, base)
 
 
-# --------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class RdrData:
-    """The data of the chapter.
-
-    Attributes:
-        splits: train (relabelled pids ``0..C-1``), query and gallery records.
-        image_source: ``path -> PIL.Image``.
-        synth: the :class:`reidlib.data.synthetic.SynthReID` behind the data (``None`` for real data).
-        name: dataset name stored in the results files.
-    """
-
-    splits: ReIDSplits
-    image_source: Callable[[str], Any]
-    synth: Any
-    name: str
-    distractor_cache: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = field(
-        default_factory=dict, repr=False)
-
-    @property
-    def num_classes(self) -> int:
-        return self.splits.num_train_pids
-
-    def family_of(self, pid: int) -> int | None:
-        """Look-alike family of a SynthReID test identity; -1 for distractors, ``None`` for real data."""
-        if self.synth is None:
-            return None
-        return -1 if pid <= 0 else int(self.synth.family_of(pid))
-
-
-def load_data(cfg: RdrConfig, data_root: str | os.PathLike | None = None) -> RdrData:
-    """SynthReID of ``cfg`` rendered once into memory, or a real dataset under ``data_root``.
-
-    Raises:
-        ValueError: a real dataset without ``data_root``.
-    """
-    if cfg.dataset == "synthreid":
-        from reidlib.data.synthetic import SynthReID
-
-        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.data_seed, height=cfg.render_height,
-                          width=cfg.render_width)
-        synth.precache(progress=False)
-        return RdrData(synth.splits, synth.load_image, synth, f"synthreid_{cfg.synth_preset}")
-    if data_root is None:
-        raise ValueError(f"dataset {cfg.dataset!r} needs data_root= (the folder holding it)")
-    from reidlib.data.dataset import open_rgb
-    from reidlib.data.registry import load_dataset
-
-    return RdrData(load_dataset(cfg.dataset, data_root), open_rgb, None, cfg.dataset)
+# ------------------------------------------------------------------------------ transforms and model
 
 
 def test_transform(cfg: RdrConfig) -> T.Compose:
@@ -355,108 +308,26 @@ def classification_transform(cfg: RdrConfig) -> T.Compose:
     ])
 
 
-# -------------------------------------------------------------------------------------------- model
-
-
-def build_model(cfg: RdrConfig, num_classes: int | None = None, depth: int | None = None) -> GlobalDescriptor:
+def build_model(cfg: RdrConfig, num_classes: int | None = None) -> GlobalDescriptor:
     """The descriptor network of ``cfg`` (with a classifier when ``num_classes`` is given: stage 1)."""
-    backbone = build_backbone(depth or cfg.depth, cfg.base_width, cfg.pretrained)
+    backbone = build_backbone(cfg.depth, cfg.base_width, cfg.pretrained)
     pool = "avg" if num_classes is not None else cfg.pool
     return GlobalDescriptor(backbone, dim=cfg.dim, pool=pool, num_classes=num_classes)
 
 
-def set_bn_eval(model: nn.Module) -> None:
-    """Put every BatchNorm layer in eval mode (fixed statistics); other layers keep their mode."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+def pooled_descriptor(output: Any) -> Tensor:
+    """The L2-normalised pooled conv features, before the FC: how stage 1's classification network is
+    evaluated (an ``output_fn`` of :func:`reidlib.engine.extract.descriptors`)."""
+    return F.normalize(output.extras["pooled"], dim=1)
 
 
-@torch.no_grad()
-def calibrate_bn(model: nn.Module, images: Sequence[Tensor], batch_size: int = 64) -> None:
-    """Re-estimate every BN layer's running statistics as the plain average over ``images`` (training
-    mode, no gradient); the weights are untouched."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    was_training = model.training
-    model.train()
-    device = next(model.parameters()).device
-    try:
-        for _, idx in _size_groups(images, batch_size):
-            model(torch.stack([images[i] for i in idx]).to(device))
-    finally:
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-        model.train(was_training)
-
-
-# ------------------------------------------------------------------------------- descriptors
-
-
-def _size_groups(images: Sequence[Tensor], batch_size: int) -> list[tuple[tuple[int, ...], list[int]]]:
-    """Indices of ``images`` grouped by shape, in chunks of at most ``batch_size`` (first-seen order)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, img in enumerate(images):
-        groups.setdefault(tuple(img.shape), []).append(i)
-    out = []
-    for shape, idx in groups.items():
-        out.extend((shape, idx[s : s + batch_size]) for s in range(0, len(idx), batch_size))
-    return out
-
-
-def descriptors(model: nn.Module, images: Sequence[Tensor], batch_size: int = 256, which: str = "embedding"
-                ) -> Tensor:
-    """Descriptors ``(N, D)`` of images of any sizes, in input order.
-
-    Images of equal size are batched together; no padding is ever used, so each descriptor is exactly
-    the one of the image alone (in eval mode / with frozen BN). Gradients flow when enabled.
-
-    Args:
-        which: ``"embedding"`` (the L2-normalised descriptor) or ``"pooled"`` (the L2-normalised pooled
-            conv features, before the FC: how stage 1's classification network is evaluated).
-    """
-    if len(images) == 0:
-        raise ValueError("descriptors: no images")
+def extract(model: nn.Module, data: ChapterData, records: Sequence[Record], transform: Any,
+            which: str = "embedding", desc: str = "extract") -> Features:
+    """Descriptors of ``records`` at their own sizes (``which``: ``"embedding"`` or ``"pooled"``)."""
     if which not in ("embedding", "pooled"):
         raise ValueError(f"which must be 'embedding' or 'pooled', got {which!r}")
-    parts, order = [], []
-    device = next(model.parameters()).device
-    for _, idx in _size_groups(images, batch_size):
-        out = model(torch.stack([images[i] for i in idx]).to(device))
-        parts.append(out.embedding if which == "embedding" else F.normalize(out.extras["pooled"], dim=1))
-        order.extend(idx)
-    stacked = torch.cat(parts)
-    inverse = torch.empty(len(order), dtype=torch.int64)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
-    return stacked[inverse.to(stacked.device)]
-
-
-def load_images(data: RdrData, records: Sequence[Record], transform: Callable[[Any], Tensor]) -> list[Tensor]:
-    """``transform(image)`` of every record."""
-    return [transform(data.image_source(r.path)) for r in records]
-
-
-@torch.no_grad()
-def extract(model: nn.Module, data: RdrData, records: Sequence[Record], transform: Callable[[Any], Tensor],
-            which: str = "embedding", chunk: int = 512, desc: str = "extract", progress: bool = False
-            ) -> Features:
-    """Descriptors of ``records`` (eval mode, images loaded ``chunk`` at a time; a tqdm bar with
-    ``progress``)."""
-    was_training = model.training
-    model.eval()
-    try:
-        feats = []
-        starts = range(0, len(records), chunk)
-        for s in tqdm(starts, desc=desc, leave=False, disable=not progress):
-            images = load_images(data, records[s : s + chunk], transform)
-            feats.append(descriptors(model, images, which=which).cpu())
-    finally:
-        model.train(was_training)
-    return Features(torch.cat(feats).float(), np.array([r.pid for r in records], dtype=np.int64),
-                    np.array([r.camid for r in records], dtype=np.int64))
+    output_fn = pooled_descriptor if which == "pooled" else None
+    return extract_records(model, records, data.image_source, transform, output_fn=output_fn, desc=desc)
 
 
 # ------------------------------------------------------------------------------ stage 1: classification
@@ -476,180 +347,127 @@ def classification_run_name(cfg: RdrConfig) -> str:
     return f"classification_r{cfg.depth}{suffix}"
 
 
-def _cls_loss(output: Any, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
-    logits = output.logits[0]
-    loss = F.cross_entropy(logits, batch["pid"])
-    acc = float((logits.argmax(1) == batch["pid"]).float().mean())
-    return loss, {"accuracy": acc}
-
-
-def train_classifier(cfg: RdrConfig, data: RdrData, out_dir: str | os.PathLike, device: str = "cpu"
-                     ) -> tuple[GlobalDescriptor, list[dict[str, Any]]]:
-    """Stage 1: identity classification (SGD, log-linear LR decay from ``cls_lr`` to ``cls_final_lr``).
-
-    Returns the network (eval mode) and its per-epoch history.
-    """
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.num_classes)
+def train_classifier(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData, out_dir: str | Path,
+                     device: str = "cpu") -> list[dict[str, Any]]:
+    """Stage 1: identity classification with cross-entropy (SGD, log-linear LR decay from ``cls_lr`` to
+    ``cls_final_lr`` per iteration). Returns the per-epoch history (``loss``, ``ce``, ``acc``, ``lr``)."""
     dataset = ImageDataset(data.splits.train, classification_transform(cfg), image_source=data.image_source)
-    batch = min(cfg.cls_batch, len(dataset))
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+    loader = DataLoader(dataset, batch_size=min(cfg.cls_batch, len(dataset)), shuffle=True, drop_last=True,
                         generator=make_generator(cfg.seed))
     schedule = ScheduleConfig(kind="log_decay", final_lr=cfg.cls_final_lr, per_iteration=True)
     train_cfg = TrainConfig(epochs=cfg.cls_epochs, optimizer=OptimizerConfig(
         name="sgd", lr=cfg.cls_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
         schedule=schedule, seed=cfg.seed, progress="line", amp=False)
-    trainer = Trainer(model, _cls_loss, loader, train_cfg, out_dir, device=device,
+    trainer = Trainer(model, IdentityLoss(label_smoothing=0.0), loader, train_cfg, out_dir, device=device,
                       record={"rdr_classification": classification_key(cfg)})
-    history = trainer.fit(resume=False)
-    (Path(out_dir) / "latest.pt").unlink(missing_ok=True)
-    return model.eval(), history.to_list()
+    return trainer.fit_or_resume().to_list()
 
 
 # ----------------------------------------------------------------------------------- stage 2: ranking
 
 
-def accumulate_triplet_gradients(model: nn.Module, triplets: Sequence[tuple[Tensor, Tensor, Tensor]],
-                                 margin: float, triplets_per_pass: int, normalizer: int | None = None
-                                 ) -> tuple[float, int]:
-    """Backpropagate Eq. 1 over ``triplets``, ``triplets_per_pass`` at a time, accumulating ``.grad``.
-
-    Each pass contributes ``sum of its triplet losses / normalizer`` (default ``len(triplets)``), so
-    after all passes the gradient is that of the mean loss of the whole batch: with fixed BN statistics,
-    one triplet at a time (the paper, ``triplets_per_pass=1``) and one batch give the same gradient.
-    Images may have any size (equal sizes within a pass are batched, see :func:`descriptors`).
-
-    Returns:
-        ``(sum of the triplet losses, number of triplets with a positive loss)``.
-    """
-    if not triplets:
-        raise ValueError("no triplets")
-    norm = normalizer or len(triplets)
-    total, active = 0.0, 0
-    for s in range(0, len(triplets), triplets_per_pass):
-        chunk = triplets[s : s + triplets_per_pass]
-        d = descriptors(model, [img for t in chunk for img in t])
-        losses = ranking_triplet_loss(d[0::3], d[1::3], d[2::3], margin, reduction="none")
-        (losses.sum() / norm).backward()
-        total += float(losses.detach().sum())
-        active += int((losses.detach() > 0).sum())
-    return total, active
-
-
-def refresh_pool(model: nn.Module, cfg: RdrConfig, data: RdrData, generator: torch.Generator) -> TripletPool:
+def refresh_pool(model: nn.Module, cfg: RdrConfig, data: ChapterData, generator: torch.Generator
+                 ) -> TripletPool:
     """Descriptors of ``pool_size`` random training images under the current model (test pipeline)."""
     train = data.splits.train
     pick = torch.randperm(len(train), generator=generator)[: min(cfg.pool_size, len(train))]
-    records = [train[int(i)] for i in pick]
-    feats = extract(model, data, records, test_transform(cfg), desc="pool")
+    feats = extract(model, data, [train[int(i)] for i in pick], test_transform(cfg), desc="pool")
     return TripletPool(pick, feats.feats, torch.as_tensor(feats.pids), mode=cfg.mining, num_hard=cfg.num_hard,
                        margin=cfg.margin)
 
 
-def _pk_batch(data: RdrData, cfg: RdrConfig, generator: torch.Generator) -> tuple[list[int], Tensor]:
-    """Indices of a P x K batch of training images (P identities, K images each) and their pids."""
-    by_pid: dict[int, list[int]] = {}
-    for i, r in enumerate(data.splits.train):
-        by_pid.setdefault(r.pid, []).append(i)
-    pids = sorted(by_pid)
-    k = cfg.pk_instances
-    p = max(2, round(3 * cfg.batch_triplets / k))
-    chosen = torch.randperm(len(pids), generator=generator)[:p].tolist()
-    idx: list[int] = []
-    labels: list[int] = []
-    for c in chosen:
-        pool = by_pid[pids[c]]
-        if len(pool) >= k:
-            pick = torch.randperm(len(pool), generator=generator)[:k].tolist()
-        else:
-            pick = torch.randint(len(pool), (k,), generator=generator).tolist()
-        idx += [pool[j] for j in pick]
-        labels += [pids[c]] * k
-    return idx, torch.tensor(labels)
-
-
-def initial_model(cfg: RdrConfig, data: RdrData, classifier: nn.Module | None) -> GlobalDescriptor:
-    """Stage 2's starting point: conv weights of the stage-1 ``classifier`` and a random FC, or (no
-    classification pre-training) the backbone as built, with BN statistics estimated on 256 training
-    images."""
-    torch.manual_seed(cfg.seed + 1)
-    model = build_model(cfg)
+def initialise(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData, classifier: nn.Module | None
+               ) -> GlobalDescriptor:
+    """Stage 2's starting point: the conv weights of the stage-1 ``classifier`` (the FC stays random), or,
+    without classification pre-training, the backbone as built with BN statistics estimated on 256
+    training images."""
     if classifier is not None:
         model.load_backbone_from(classifier)
     else:
         train = data.splits.train
         pick = torch.randperm(len(train), generator=make_generator(cfg.seed))[:256].tolist()
-        calibrate_bn(model, load_images(data, [train[i] for i in pick], test_transform(cfg)))
+        tf = test_transform(cfg)
+        calibrate_bn(model, [tf(data.image_source(train[i].path)) for i in pick])
     return model
 
 
-def train_ranking(cfg: RdrConfig, data: RdrData, classifier: nn.Module | None, device: str = "cpu",
-                  progress: bool = True) -> tuple[GlobalDescriptor, list[dict[str, Any]]]:
-    """Stage 2: the three-stream Siamese network trained with Eq. 1 (see the module docstring).
+class _Pool:
+    """The current triplet pool of a stage-2 run, refreshed at the start of every epoch (``k`` updates)."""
 
-    Returns the model (eval mode, on the CPU) and its history: one entry per update with ``iteration``,
-    ``loss`` (mean over the batch's triplets), ``active`` (share of triplets with a positive loss),
-    ``lr`` and ``cutout_max_area``; at every pool refresh also ``pool_hard_loss`` (mean loss of the
-    pool's hardest triplets under the current model: how hard the mined triplets still are).
+    def __init__(self, cfg: RdrConfig, data: ChapterData, generator: torch.Generator) -> None:
+        self.cfg, self.data, self.generator = cfg, data, generator
+        self.pool: TripletPool | None = None
+
+    def refresh(self, trainer: Trainer) -> dict[str, float]:
+        self.pool = refresh_pool(trainer.model, self.cfg, self.data, self.generator)
+        return {"pool_hard_loss": self.pool.mean_hard_loss(generator=self.generator)}
+
+    def draw(self, generator: torch.Generator) -> list[int]:
+        assert self.pool is not None, "the pool is refreshed at the start of every epoch"
+        return self.pool.sample(self.cfg.batch_triplets, generator).reshape(-1).tolist()
+
+
+def ranking_batches(cfg: RdrConfig, data: ChapterData, pool: _Pool | None, transform: Any,
+                    generator: torch.Generator) -> UpdateBatches:
+    """One epoch of stage 2: ``pool_updates`` updates of ``batch_triplets`` triplets (rows q, p, n) in
+    passes of ``triplets_per_pass``, or, for ``batch_hard``, P x K batches of the same number of images
+    (P = 3 x batch_triplets / K) in one pass."""
+    train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
+    if pool is not None:
+        return UpdateBatches(train, pool.draw, cfg.pool_updates, cfg.batch_triplets // cfg.triplets_per_pass,
+                             generator)
+    pids = [r.pid for r in data.splits.train]
+    p = max(2, round(3 * cfg.batch_triplets / cfg.pk_instances))
+    return UpdateBatches(train, lambda g: pk_batch_indices(pids, p, cfg.pk_instances, g), cfg.pool_updates,
+                         1, generator)
+
+
+def ranking_loss(cfg: RdrConfig) -> TripletRankingLoss | BatchHardTripletLoss:
+    """Eq. 1 on the mined triplets; for ``batch_hard``, the batch-hard loss in Eq. 1's form (squared
+    Euclidean distance on unit vectors is ``2 - 2 q.d``: margin ``2m`` and a factor 1/2 give Eq. 1's
+    hinge)."""
+    if cfg.mining == "batch_hard":
+        return BatchHardTripletLoss(margin=2 * cfg.margin, metric="sqeuclidean", on="embedding", scale=0.5)
+    return TripletRankingLoss(margin=cfg.margin)
+
+
+def train_ranking(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData, out_dir: str | Path,
+                  device: str = "cpu") -> list[dict[str, Any]]:
+    """Stage 2: the three-stream Siamese network trained with Eq. 1 (see the module docstring) through the
+    engine's :class:`Trainer`, ``iterations / pool_updates`` epochs of ``pool_updates`` updates.
+
+    Returns the history: one entry per update with ``iteration``, ``loss`` (mean over the update's
+    triplets), ``active`` (share of triplets with a positive loss) and ``lr`` (after the update); at every
+    pool refresh also ``pool_hard_loss`` (mean loss of the pool's hardest triplets under the current
+    model: how hard the mined triplets still are).
     """
-    seed_everything(cfg.seed)
-    model = initial_model(cfg, data, classifier).to(device)
-    optimizer = build_optimizer(model, OptimizerConfig(name="sgd", lr=cfg.lr, momentum=cfg.momentum,
-                                                       weight_decay=cfg.weight_decay))
-    scheduler = build_scheduler(optimizer, ScheduleConfig(kind="log_decay", half_life=cfg.half_life,
-                                                          unit="iteration", per_iteration=True),
-                                epochs=1, iters_per_epoch=cfg.iterations)
     transform, cutout = ranking_transform(cfg)
     generator = make_generator(cfg.seed)
-    train = data.splits.train
-    pool: TripletPool | None = None
-    history: list[dict[str, Any]] = []
-    bar = tqdm(range(cfg.iterations), desc=f"ranking ({cfg.mining})", leave=False, disable=not progress,
-               mininterval=5.0)
-    for it in bar:
-        logs: dict[str, Any] = {"iteration": it + 1, "lr": float(optimizer.param_groups[0]["lr"])}
-        if cutout is not None:
-            cutout.set_progress(it / max(cfg.iterations - 1, 1))
-            logs["cutout_max_area"] = cutout.max_area()
-        if cfg.mining != "batch_hard" and it % cfg.pool_updates == 0:
-            pool = refresh_pool(model, cfg, data, generator)
-            logs["pool_hard_loss"] = pool.mean_hard_loss(generator=generator)
-        model.train()
-        if cfg.freeze_bn:
-            set_bn_eval(model)
-        optimizer.zero_grad(set_to_none=True)
-        if cfg.mining == "batch_hard":
-            idx, pids = _pk_batch(data, cfg, generator)
-            images = [transform(data.image_source(train[i].path)).to(device) for i in idx]
-            d = descriptors(model, images)
-            # Euclidean^2 = 2 - 2 q.d on unit vectors: margin 2m and a factor 1/2 give Eq. 1's hinge.
-            loss, stats = batch_hard_triplet_loss(d, pids.to(device), margin=2 * cfg.margin,
-                                                  metric="sqeuclidean")
-            (loss / 2).backward()
-            logs["loss"], logs["active"] = float(loss.detach()) / 2, stats["active_fraction"]
-        else:
-            assert pool is not None
-            chosen = pool.sample(cfg.batch_triplets, generator)
-            triplets = [tuple(transform(data.image_source(train[int(i)].path)).to(device) for i in row)
-                        for row in chosen]
-            total, active = accumulate_triplet_gradients(model, triplets, cfg.margin, cfg.triplets_per_pass)
-            logs["loss"], logs["active"] = total / len(triplets), active / len(triplets)
-        if not math.isfinite(logs["loss"]):
-            raise FloatingPointError(f"non-finite ranking loss at iteration {it + 1}")
-        optimizer.step()
-        scheduler.step()
-        history.append(logs)
-    return model.cpu().eval(), history
+    pool = None if cfg.mining == "batch_hard" else _Pool(cfg, data, generator)
+    loader = ranking_batches(cfg, data, pool, transform, generator)
+    passes = loader.passes
+    train_cfg = TrainConfig(
+        epochs=cfg.iterations // cfg.pool_updates, grad_accum_steps=passes, seed=cfg.seed, progress="line",
+        amp=False, optimizer=OptimizerConfig(name="sgd", lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay),
+        schedule=ScheduleConfig(kind="log_decay", half_life=cfg.half_life, unit="iteration",
+                                per_iteration=True))
+    steps, refreshes = StepLog(), EpochStart(pool.refresh if pool is not None else lambda t: None)
+    callbacks: list[Any] = [refreshes, steps]
+    if cfg.freeze_bn:
+        callbacks.append(FrozenBatchNorm())
+    if cutout is not None:
+        callbacks.append(StepProgress([cutout], cfg.iterations))
+    trainer = Trainer(model, ranking_loss(cfg), loader, train_cfg, out_dir, device=device,
+                      callbacks=callbacks, forward_fn=forward_any_size,
+                      record={"rdr_ranking": dataclasses.asdict(cfg)})
+    trainer.fit_or_resume()
+    at_refresh = {int(e["iteration"]): e["pool_hard_loss"] for e in refreshes.entries}
+    return [e | ({"pool_hard_loss": at_refresh[e["iteration"]]} if e["iteration"] in at_refresh else {})
+            for e in steps.entries]
 
 
 # --------------------------------------------------------------------------------------- evaluation
-
-
-def rank_metrics(result: RankResult) -> dict[str, Any]:
-    """The numeric fields of a :class:`RankResult` for a results file (rates are fractions)."""
-    d = result.as_dict()
-    return {k: d[k] for k in ("mAP", "rank1", "rank5", "rank10", "num_valid", "num_skipped")} | {
-        "cmc": d["cmc"][:20]}
 
 
 def _rank(q: Features, g: Features, qf: Tensor | None = None, gf: Tensor | None = None,
@@ -659,20 +477,17 @@ def _rank(q: Features, g: Features, qf: Tensor | None = None, gf: Tensor | None 
                              gallery_chunk=gallery_chunk)
 
 
-def family_map(data: RdrData, q: Features, g: Features) -> float | None:
+def family_map(data: ChapterData, q: Features, g: Features) -> float | None:
     """mAP when each query is ranked only against gallery images of its own look-alike family."""
-    if data.synth is None:
+    mask = data.family_mask(q.pids, g.pids)
+    if mask is None:
         return None
-    qf = np.array([data.family_of(int(p)) for p in q.pids])
-    gf = np.array([data.family_of(int(p)) for p in g.pids])
     dist = torch.cdist(q.feats, g.feats)
-    dist[torch.as_tensor(qf[:, None] != gf[None, :])] = float("inf")
-    from reidlib.evaluation.rank import evaluate
-
+    dist[~mask] = float("inf")
     return float(evaluate(dist, q.pids, g.pids, q.camids, g.camids).mAP)
 
 
-def evaluate_model(model: nn.Module, cfg: RdrConfig, data: RdrData, which: str = "embedding"
+def evaluate_model(model: nn.Module, cfg: RdrConfig, data: ChapterData, which: str = "embedding"
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Retrieval metrics of a model at ``cfg.max_side``: ``(metrics, extra)``.
 
@@ -684,10 +499,10 @@ def evaluate_model(model: nn.Module, cfg: RdrConfig, data: RdrData, which: str =
     q = extract(model, data, data.splits.query, tf, which, desc="query")
     g = extract(model, data, data.splits.gallery, tf, which, desc="gallery")
     plain = _rank(q, g)
-    metrics = rank_metrics(plain)
+    metrics = plain.metrics()
     qe_q, qe_g = query_expansion(q.feats, g.feats, cfg.qe_k_query, cfg.qe_k_db)
-    metrics["qe"] = {k: v for k, v in rank_metrics(_rank(q, g, qe_q, qe_g)).items() if k != "cmc"}
-    metrics["krr"] = {k: v for k, v in rank_metrics(_rank(q, g, rerank=True)).items() if k != "cmc"}
+    metrics["qe"] = {k: v for k, v in _rank(q, g, qe_q, qe_g).metrics().items() if k != "cmc"}
+    metrics["krr"] = {k: v for k, v in _rank(q, g, rerank=True).metrics().items() if k != "cmc"}
     fam = family_map(data, q, g)
     if fam is not None:
         metrics["family"] = {"mAP": fam}
@@ -698,122 +513,58 @@ def evaluate_model(model: nn.Module, cfg: RdrConfig, data: RdrData, which: str =
 # ----------------------------------------------------------------------------------------- runs
 
 
-@dataclass
-class RdrRun:
-    """A finished run: its results record, config and trained model (eval mode, on the CPU)."""
-
-    name: str
-    config: RdrConfig
-    record: RunRecord
-    model: GlobalDescriptor
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.record.metrics
-
-
-@dataclass
-class RunContext:
-    """Where and how runs execute, and the stage-1 networks already trained in this session."""
-
-    data: RdrData
-    device: str = "cpu"
-    reuse: bool = False
-    results_root: str | os.PathLike | None = None
-    runs_dir: str | os.PathLike | None = None
-    classifiers: dict[str, GlobalDescriptor] = field(default_factory=dict)
-
-
-def _folder(ctx: RunContext, cfg: RdrConfig, name: str) -> Path:
-    return runs_root(ctx.runs_dir) / CHAPTER / cfg.scale / name
-
-
-def _load_weights(model: nn.Module, path: Path) -> nn.Module:
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+def context(data: ChapterData, device: str = "cpu", reuse: bool = False, **kwargs: Any) -> RunContext:
+    """The chapter's :class:`~reidlib.recipes.chapter.RunContext` (``results_root``, ``runs_dir`` in
+    ``kwargs``)."""
+    return RunContext(CHAPTER, data, device=device, reuse=reuse, **kwargs)
 
 
 def classifier_for(cfg: RdrConfig, ctx: RunContext) -> GlobalDescriptor:
     """Stage 1 of ``cfg``: trained once per depth (and stage-1 settings), stored as its own run
     ``classification_r<depth>`` with the retrieval metrics of its pooled features."""
-    key = repr(sorted(classification_key(cfg).items()))
-    if key in ctx.classifiers:
-        return ctx.classifiers[key]
-    name = classification_run_name(cfg)
-    folder = _folder(ctx, cfg, name)
-    weights = folder / "model.pt"
-    trained: dict[str, GlobalDescriptor] = {}
-
-    def train_fn() -> RunOutcome:
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        model, history = train_classifier(cfg, ctx.data, folder, ctx.device)
-        torch.save(model.state_dict(), weights)
-        trained["model"] = model.cpu().eval()
-        metrics, _ = evaluate_model(trained["model"], cfg, ctx.data, which="pooled")
-        return RunOutcome(metrics=metrics, history=history)
-
-    config = classification_key(cfg) | {"eval_max_side": cfg.max_side}
-    record = run_or_reuse(CHAPTER, name, cfg.scale, config, train_fn, reuse=ctx.reuse and weights.is_file(),
-                          dataset=ctx.data.name, seed=cfg.seed, root=ctx.results_root, device=ctx.device)
-    if record.reused:
-        trained["model"] = _load_weights(build_model(cfg, ctx.data.num_classes), weights)
-    ctx.classifiers[key] = trained["model"]
-    return trained["model"]
+    key = f"classification {sorted(classification_key(cfg).items())!r}"
+    if key not in ctx.models:
+        data = ctx.data
+        run = chapter.train_run(
+            ctx, classification_run_name(cfg), cfg,
+            build=lambda: build_model(cfg, data.num_classes),
+            train=lambda model, folder: train_classifier(model, cfg, data, folder, ctx.device),
+            evaluate=lambda model: (evaluate_model(model, cfg, data, which="pooled")[0], None),
+            stored_config=classification_key(cfg) | {"eval_max_side": cfg.max_side})
+        ctx.models[key] = run.model
+    return ctx.models[key]  # type: ignore[return-value]
 
 
 def run_rdr(name: str, cfg: RdrConfig, ctx: RunContext) -> RdrRun:
     """Train (stage 1 if needed, then stage 2), evaluate and store run ``name`` -- or, with
-    ``ctx.reuse``, load a finished run with the same config whose weights are still on disk."""
-    folder = _folder(ctx, cfg, name)
-    weights = folder / "model.pt"
-    trained: dict[str, GlobalDescriptor] = {}
+    ``ctx.reuse``, load the finished run with the same config (:func:`reidlib.recipes.chapter.train_run`)."""
+    data, device = ctx.data, ctx.device
 
-    def train_fn() -> RunOutcome:
+    def train(model: GlobalDescriptor, folder: Path) -> list[dict[str, Any]]:
         classifier = classifier_for(cfg, ctx) if cfg.cls_pretrain else None
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        model, history = train_ranking(cfg, ctx.data, classifier, ctx.device)
-        torch.save(model.state_dict(), weights)
-        trained["model"] = model
-        metrics, extra = evaluate_model(model, cfg, ctx.data)
-        return RunOutcome(metrics=metrics, history=history, extra=extra)
+        initialise(model, cfg, data, classifier)
+        return train_ranking(model, cfg, data, folder, device)
 
-    record = run_or_reuse(CHAPTER, name, cfg.scale, cfg, train_fn, reuse=ctx.reuse and weights.is_file(),
-                          dataset=ctx.data.name, seed=cfg.seed, root=ctx.results_root, device=ctx.device)
-    if record.reused:
-        trained["model"] = _load_weights(build_model(cfg), weights)
-    return RdrRun(name, cfg, record, trained["model"])
+    return chapter.train_run(ctx, name, cfg, build=lambda: build_model(cfg), train=train,
+                             evaluate=lambda model: evaluate_model(model, cfg, data))
 
 
 def run_all(base: RdrConfig, ctx: RunContext, names: Sequence[str] | None = None) -> dict[str, RdrRun]:
-    """Every run of :data:`RUNS` (or ``names``) in order; prints one line per run."""
-    out: dict[str, RdrRun] = {}
-    for name in names if names is not None else RUNS:
-        start = time.perf_counter()
-        run = run_rdr(name, run_config(name, base), ctx)
-        m = run.metrics
-        print(f"{name:>18}: mAP {100 * m['mAP']:5.1f}  rank-1 {100 * m['rank1']:5.1f}  "
-              f"({'reused' if run.record.reused else f'{time.perf_counter() - start:.0f} s'})", flush=True)
-        out[name] = run
-    return out
+    """Every run of :data:`RUNS` (or ``names``) in order; one log line each."""
+    return chapter.run_all(names if names is not None else RUNS,
+                           lambda name: run_rdr(name, run_config(name, base), ctx))
 
 
 def run_untrained(base: RdrConfig, ctx: RunContext) -> RunRecord:
     """The reference point every trained run must beat: the network of ``base`` with random weights (BN
     statistics estimated on training images, as for ``no_cls_pretrain``), evaluated as run ``untrained``."""
 
-    def eval_fn() -> RunOutcome:
-        seed_everything(base.seed)
-        model = initial_model(base, ctx.data, None).to(ctx.device).eval()
-        metrics, _ = evaluate_model(model, base, ctx.data)
-        return RunOutcome(metrics=metrics)
+    def eval_fn() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        torch.manual_seed(base.seed)
+        model = initialise(build_model(base), base, ctx.data, None).to(ctx.device).eval()
+        return evaluate_model(model, base, ctx.data)[0], None
 
-    config = dataclasses.asdict(base) | {"untrained": True}
-    return run_or_reuse(CHAPTER, "untrained", base.scale, config, eval_fn, reuse=ctx.reuse,
-                        dataset=ctx.data.name, seed=base.seed, root=ctx.results_root, device=ctx.device)
+    return chapter.evaluation_run(ctx, "untrained", dataclasses.asdict(base) | {"untrained": True}, eval_fn)
 
 
 def run_reranking(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
@@ -822,16 +573,11 @@ def run_reranking(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
     re-ranked ones (so claims compare them with ``base`` on the same metric names)."""
     out = {}
     for suffix in ("qe", "krr"):
-        cfg = base.config
-
-        def eval_fn(suffix: str = suffix) -> RunOutcome:
-            metrics = dict(base.metrics[suffix])
-            return RunOutcome(metrics=metrics, extra={"evaluated_from": base.name, "reranking": suffix})
-
-        config = dataclasses.asdict(cfg) | {"reranking": suffix}
-        out[suffix] = run_or_reuse(CHAPTER, f"{base.name}_{suffix}", cfg.scale, config, eval_fn,
-                                   reuse=ctx.reuse, dataset=ctx.data.name, seed=cfg.seed,
-                                   root=ctx.results_root, device=ctx.device)
+        config = dataclasses.asdict(base.config) | {"reranking": suffix}
+        out[suffix] = chapter.evaluation_run(
+            ctx, f"{base.name}_{suffix}", config,
+            lambda suffix=suffix: (dict(base.metrics[suffix]), {"reranking": suffix}),
+            evaluated_from=base.name)
     return out
 
 
@@ -846,10 +592,10 @@ def distractor_counts(scale: str, gallery_size: int) -> list[int]:
 
 
 @torch.no_grad()
-def distractor_features(model: nn.Module, cfg: RdrConfig, data: RdrData, count: int, chunk: int = 1024,
+def distractor_features(model: nn.Module, cfg: RdrConfig, data: ChapterData, count: int, chunk: int = 1024,
                         seed: int = 0) -> tuple[Tensor, np.ndarray]:
     """Descriptors ``(count, D)`` and cameras of ``count`` extra SynthReID distractors, rendered and
-    described ``chunk`` at a time. The rendered uint8 images stay in ``data.distractor_cache`` for the
+    described ``chunk`` at a time. The rendered uint8 images stay in ``data.cache`` for the
     next model (``count x H x W x 3`` bytes: 74 MB for 12,000 images at 64x32).
 
     Raises:
@@ -865,11 +611,11 @@ def distractor_features(model: nn.Module, cfg: RdrConfig, data: RdrData, count: 
     tf = test_transform(cfg)
     model.eval()
     feats, cams = [], []
-    key = (count, chunk, seed)
-    if key not in data.distractor_cache:
+    key = ("distractors", count, chunk, seed)
+    if key not in data.cache:
         chunks = iter_distractor_chunks(data.synth, count, chunk, seed)
-        data.distractor_cache[key] = [(images, camids) for images, _, camids in chunks]
-    for images, camids in data.distractor_cache[key]:
+        data.cache[key] = [(images, camids) for images, _, camids in chunks]
+    for images, camids in data.cache[key]:
         feats.append(descriptors(model, [tf(Image.fromarray(im)) for im in images]).cpu())
         cams.append(camids)
     if not feats:
@@ -885,7 +631,7 @@ def run_distractors(base: RdrRun, ctx: RunContext, counts: Sequence[int], galler
     query x gallery distance matrix is never held whole."""
     cfg = base.config
 
-    def eval_fn() -> RunOutcome:
+    def eval_fn() -> tuple[dict[str, Any], dict[str, Any]]:
         tf = test_transform(cfg)
         q = extract(base.model, ctx.data, ctx.data.splits.query, tf, desc="query")
         g = extract(base.model, ctx.data, ctx.data.splits.gallery, tf, desc="gallery")
@@ -898,25 +644,20 @@ def run_distractors(base: RdrRun, ctx: RunContext, counts: Sequence[int], galler
             r = evaluate_features(q.feats, feats, q.pids, pids, q.camids, cams, gallery_chunk=gallery_chunk)
             curve[str(n)] = {"mAP": float(r.mAP), "rank1": float(r.rank1), "gallery": int(len(pids))}
         first = curve[str(counts[0])]
-        return RunOutcome(metrics={"mAP": first["mAP"], "rank1": first["rank1"], "curve": curve},
-                          extra={"evaluated_from": base.name, "counts": list(counts)})
+        return {"mAP": first["mAP"], "rank1": first["rank1"], "curve": curve}, {"counts": list(counts)}
 
     config = dataclasses.asdict(cfg) | {"distractor_counts": list(counts)}
-    return run_or_reuse(CHAPTER, f"distractors_{base.name}", cfg.scale, config, eval_fn, reuse=ctx.reuse,
-                        dataset=ctx.data.name, seed=cfg.seed, root=ctx.results_root, device=ctx.device)
+    return chapter.evaluation_run(ctx, f"distractors_{base.name}", config, eval_fn, evaluated_from=base.name)
 
 
 # -------------------------------------------------------------- beyond the paper: attention on cues
 
 
-def attention_items(data: RdrData, count: int) -> list[Any]:
+def attention_items(data: ChapterData, count: int) -> list[Any]:
     """``count`` SynthReID query samples (with cue masks), spread over identities."""
     if data.synth is None:
         raise NotImplementedError("attention scores need SynthReID's cue masks")
-    by_pid: dict[int, list[Record]] = {}
-    for r in data.splits.query:
-        by_pid.setdefault(r.pid, []).append(r)
-    chosen = [recs[0] for _, recs in sorted(by_pid.items())][:count]
+    chosen = [recs[0] for _, recs in sorted(records_by_pid(data.splits.query).items())][:count]
     return [data.synth.render(r.path) for r in chosen]
 
 
@@ -940,29 +681,27 @@ def run_attention(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
     cfg = base.config
     cols = ("energy_cues", "energy_body", "energy_background", "area_cues", "area_body", "pointing_cues")
 
-    def scores_fn() -> RunOutcome:
+    def scores_fn() -> tuple[dict[str, Any], dict[str, Any]]:
         table = attention_scores(base.model, cfg, attention_items(ctx.data, cfg.explain_images))
         metrics = {c: float(table[c].astype(float).mean()) for c in cols}
         metrics["cue_lift"] = metrics["energy_cues"] / metrics["area_cues"]
-        return RunOutcome(metrics=metrics, extra={"evaluated_from": base.name, "images": len(table)})
+        return metrics, {"images": len(table)}
 
-    def uniform_fn() -> RunOutcome:
+    def uniform_fn() -> tuple[dict[str, Any], dict[str, Any]]:
         items = attention_items(ctx.data, cfg.explain_images)
         area_cues = float(np.mean([(it.cues > 0).mean() for it in items]))
         body = float(np.mean([1 - _background_share(it) for it in items]))
         metrics = {"energy_cues": area_cues, "energy_body": body, "energy_background": 1 - body,
                    "area_cues": area_cues, "area_body": body, "cue_lift": 1.0}
-        return RunOutcome(metrics=metrics, extra={"images": len(items)})
+        return metrics, {"images": len(items)}
 
-    config = dataclasses.asdict(cfg) | {"attention": "implicit-50"}
-    common = {"dataset": ctx.data.name, "seed": cfg.seed, "root": ctx.results_root, "device": ctx.device}
+    uniform_config = {"explain_images": cfg.explain_images, "dataset": ctx.data.name, "scale": cfg.scale,
+                      "seed": cfg.seed, "attention": "uniform"}
     return {
-        base.name: run_or_reuse(CHAPTER, f"attention_{base.name}", cfg.scale, config, scores_fn,
-                                reuse=ctx.reuse, **common),
-        "uniform": run_or_reuse(CHAPTER, "attention_uniform", cfg.scale,
-                                {"explain_images": cfg.explain_images, "dataset": ctx.data.name,
-                                 "scale": cfg.scale, "attention": "uniform"}, uniform_fn,
-                                reuse=ctx.reuse, **common),
+        base.name: chapter.evaluation_run(ctx, f"attention_{base.name}",
+                                          dataclasses.asdict(cfg) | {"attention": "implicit-50"}, scores_fn,
+                                          evaluated_from=base.name),
+        "uniform": chapter.evaluation_run(ctx, "attention_uniform", uniform_config, uniform_fn),
     }
 
 
@@ -976,22 +715,7 @@ def _background_share(item: Any) -> float:
 # ------------------------------------------------------------------------------------ tables
 
 
-def results_table(scale: str, rows: Mapping[str, str], metrics: Sequence[str] = ("mAP", "rank1"),
-                  root: str | os.PathLike | None = None):
-    """Rows ``label -> run`` with the runs' metrics in percent (NaN where a run is missing)."""
-    import pandas as pd
-
-    from reidlib.results.store import list_runs, load_run, lookup_metric
-
-    stored = set(list_runs(CHAPTER, scale, root))
-    out = []
-    for label, run in rows.items():
-        row: dict[str, Any] = {"setting": label, "run": run}
-        rec = load_run(CHAPTER, run, scale, root) if run in stored else None
-        for m in metrics:
-            row[m] = 100 * float(lookup_metric(rec.metrics, m)) if rec is not None else float("nan")
-        out.append(row)
-    return pd.DataFrame(out).set_index("setting")
+# ------------------------------------------------------------------------------------ parameters
 
 
 def config_table(configs: Mapping[str, RdrConfig]) -> list[dict[str, Any]]:

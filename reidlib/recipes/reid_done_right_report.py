@@ -20,45 +20,39 @@ import torch
 from matplotlib.figure import Figure
 
 from reidlib.figures.style import OKABE_ITO, use_book_style
+from reidlib.recipes import report
+from reidlib.recipes.chapter import ChapterData
 from reidlib.recipes.reid_done_right import (
     CHAPTER,
     SPREAD_SEEDS,
     TABLE1_RUNS,
     TABLE3_RUNS,
     RdrConfig,
-    RdrData,
     RdrRun,
     extract,
     test_transform,
 )
-from reidlib.results import noise
-from reidlib.results.paper_numbers import load_paper_numbers
-from reidlib.results.store import RunRecord, list_runs, load_run
+from reidlib.results.store import RunRecord
 
 PAPER_DATASETS = ("Market-1501", "DukeMTMC-reID")
 
 
+#: The main run trained with every seed: the seed-to-seed spread of a single run.
+SPREAD_RUNS: tuple[str, ...] = ("rdr", *(f"rdr_seed{s}" for s in SPREAD_SEEDS))
+
+
 def chapter_records(scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
     """Every stored run of the chapter at ``scale``."""
-    return {name: load_run(CHAPTER, name, scale, root) for name in list_runs(CHAPTER, scale, root)}
+    return report.chapter_records(CHAPTER, scale, root)
 
 
 def _metric(rec: RunRecord | None, name: str, factor: float = 100.0) -> float:
-    if rec is None:
-        return math.nan
-    node: Any = rec.metrics
-    for part in name.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return math.nan
-        node = node[part]
-    return float(node) * factor
+    return report.metric(rec, name, factor)
 
 
 def paper_value(setting: str, dataset: str, metric: str = "mAP") -> float:
     """A number of the paper (percent) from ``book/data/paper_numbers/reid_done_right.csv``; NaN if absent."""
-    table = load_paper_numbers(CHAPTER)
-    hit = table[(table["setting"] == setting) & (table["dataset"] == dataset) & (table["metric"] == metric)]
-    return float(hit["value"].iloc[0]) if len(hit) else math.nan
+    return report.paper_value(CHAPTER, setting, dataset, metric)
 
 
 def ablation_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
@@ -136,15 +130,14 @@ def comparison_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
 
 
 def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
-    """The main run's ``metric`` (percent) over its training seeds: ``{"n", "mean", "std", "range"}``."""
-    names = ["rdr", *(f"rdr_seed{s}" for s in SPREAD_SEEDS)]
-    return noise.spread(_metric(records.get(n), metric) for n in names if n in records)
+    """The main run's ``metric`` (percent) over its training seeds (:data:`SPREAD_RUNS`)."""
+    return report.seed_spread(records, SPREAD_RUNS, metric)
 
 
-def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.Series:
-    """Per claim: was the verdict decided by less than the main run's seed-to-seed range of its metric?
-    ``None`` for metrics without a measured spread."""
-    return noise.within_noise(claims, {m: seed_spread(records, m)["range"] for m in ("mAP", "rank1")})
+def claims_table(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """The claims section (:func:`reidlib.recipes.report.claims_table`), noise judged against the main
+    run's seed spread in ``mAP`` and ``rank1``."""
+    return report.claims_table(claims, records, SPREAD_RUNS)
 
 
 # ------------------------------------------------------------------------------------- plots
@@ -164,7 +157,7 @@ def plot_training(records: Mapping[str, RunRecord], classification: Sequence[str
         if hist:
             ax.plot([h["epoch"] for h in hist], [h["loss"] for h in hist], marker="o", ms=3,
                     color=OKABE_ITO[i], label=f"{run} loss")
-            ax.plot([h["epoch"] for h in hist], [100 * h["accuracy"] for h in hist], ls="--",
+            ax.plot([h["epoch"] for h in hist], [100 * h["acc"] for h in hist], ls="--",
                     color=OKABE_ITO[i], label=f"{run} train accuracy (%)")
     ax.set(xlabel="epoch", ylabel="cross-entropy / accuracy (%)", title="Stage 1: identity classification")
     ax.legend(fontsize=7)
@@ -278,11 +271,12 @@ def attention_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd
 # -------------------------------------------------------------------------- qualitative figures
 
 
-def _images(data: RdrData, records: Sequence[Any]) -> list[np.ndarray]:
+def _images(data: ChapterData, records: Sequence[Any]) -> list[np.ndarray]:
     return [np.asarray(data.image_source(r.path)) for r in records]
 
 
-def ranked_list_figure(run: RdrRun, data: RdrData, n_good: int = 2, n_bad: int = 2, k: int = 10) -> Figure:
+def ranked_list_figure(run: RdrRun, data: ChapterData, n_good: int = 2, n_bad: int = 2, k: int = 10
+                       ) -> Figure:
     """Fig. 4: the top-``k`` gallery images of the best and the worst queries (by AP) of ``run``."""
     from reidlib.explain.ranked_list import RankedRow, plot_ranked_lists, rank_query
 
@@ -306,7 +300,7 @@ def ranked_list_figure(run: RdrRun, data: RdrData, n_good: int = 2, n_bad: int =
     return plot_ranked_lists(rows, title=f"Fig. 4: ranked lists of {run.name}")
 
 
-def matching_pair(run: RdrRun, data: RdrData) -> tuple[int, int]:
+def matching_pair(run: RdrRun, data: ChapterData) -> tuple[int, int]:
     """(query index, gallery index) of the best-matching true pair of another camera (a pair the model
     gets right, as in the paper's Fig. 5)."""
     tf = test_transform(run.config)
@@ -319,7 +313,7 @@ def matching_pair(run: RdrRun, data: RdrData) -> tuple[int, int]:
     return flat // sims.shape[1], flat % sims.shape[1]
 
 
-def matching_regions_figure(run: RdrRun, data: RdrData, pair: tuple[int, int] | None = None) -> Figure:
+def matching_regions_figure(run: RdrRun, data: ChapterData, pair: tuple[int, int] | None = None) -> Figure:
     """Fig. 5: Grad-CAM of the 5 dimensions contributing most to a true pair's similarity, in both images."""
     from reidlib.explain.gradcam import matching_regions
     from reidlib.explain.map_grid import plot_matching_regions
@@ -333,7 +327,7 @@ def matching_regions_figure(run: RdrRun, data: RdrData, pair: tuple[int, int] | 
                                  title=f"Fig. 5: matching regions of {run.name}, identity {qr.pid}")
 
 
-def implicit_attention_figure(runs: Mapping[str, RdrRun], data: RdrData, pid: int | None = None,
+def implicit_attention_figure(runs: Mapping[str, RdrRun], data: ChapterData, pid: int | None = None,
                               n_images: int = 6) -> Figure:
     """Fig. 6: implicit attention (Grad-CAM of each image's 50 strongest dimensions) of several models
     over images of one test identity, with the identity's cue masks outlined."""
@@ -357,11 +351,3 @@ def implicit_attention_figure(runs: Mapping[str, RdrRun], data: RdrData, pid: in
                          "(white: its ground-truth cues)",
                          map_label="Grad-CAM of the 50 strongest dimensions",
                          column_titles=[f"cam {r.camid + 1}" for r in recs], contours=contours)
-
-
-def verdict_text(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> dict[str, str]:
-    """``claim id -> verdict`` for prose, with ", within seed noise" appended where the deciding margin is
-    smaller than the main run's seed-to-seed range (:func:`within_noise`)."""
-    noise = within_noise(claims, records)
-    return {cid: verdict + (", within seed noise" if flag else "")
-            for cid, verdict, flag in zip(claims["id"], claims["verdict"], noise, strict=True)}

@@ -90,3 +90,31 @@ def test_rank_features_with_rerank_and_ap_mode():
     reranked = rank_features(q, gal, rerank=True, rerank_params=(4, 2, 0.3))
     assert plain.mAP > 0.5 and reranked.mAP > 0.5 and reranked.num_valid == 5
     assert rank_features(q, gal, ap_mode="trapezoid").ap_mode == "trapezoid"
+
+
+def test_descriptors_of_mixed_sizes_equal_each_image_alone():
+    from reidlib.engine.extract import descriptors, forward_any_size, size_groups
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveMaxPool2d(1),
+                                torch.nn.Flatten())
+
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            f = self.net(x)
+            return ReIDOutput(logits=[], features=[f], feature_maps=[], embedding=f)
+
+    net = Wrap().eval()
+    images = [torch.randn(3, h, 4) for h in (8, 6, 8, 10, 6)]
+    assert [idx for _, idx in size_groups(images, 2)] == [[0, 2], [1, 4], [3]]
+    together = descriptors(net, images, batch_size=2)
+    alone = torch.cat([net(im[None]).embedding for im in images])
+    assert torch.allclose(together, alone, atol=1e-6)
+    out = forward_any_size(net, {"image": images})
+    assert torch.equal(out.embedding, together) and out.features[0] is out.embedding
+    with pytest.raises(ValueError, match="no images"):
+        descriptors(net, [])

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.data.records import Record
+from reidlib.data.records import Record, one_per_identity
 from reidlib.explain.scores import branch_overlap
 from reidlib.losses.oap import CamaLoss, target_class_maps
+from reidlib.models.backbone import build_backbone
 from reidlib.models.cama import CAMA
-from reidlib.recipes import cama
-from reidlib.recipes.cama import CamaConfig, config_for, cue_coverage, explain_records, narrow_resnet
+from reidlib.recipes import cama, chapter
+from reidlib.recipes.cama import CamaConfig, config_for, cue_coverage
 
 
 def test_scale_configs_keep_the_papers_k_as_a_share_of_the_cells():
@@ -70,15 +71,15 @@ def test_runs_cover_every_table_and_figure():
     assert f"cama_n3_{cama.other_mode()}" in runs
     for name in runs:
         cama.run_config(name, cama.SCALE_CONFIGS["smoke"])  # every run's config is valid
-    with pytest.raises(ValueError, match="unknown CAMA run"):
+    with pytest.raises(ValueError, match="unknown run"):
         cama.run_config("nope", cama.SCALE_CONFIGS["smoke"])
 
 
 def test_explain_records_take_one_image_per_identity_first():
     recs = [Record(f"{p}_{i}", p, 0) for p in (3, 1, 2) for i in range(3)]
-    chosen = explain_records(recs, 4)
+    chosen = one_per_identity(recs, 4)
     assert [r.pid for r in chosen] == [1, 2, 3, 1]
-    assert len(explain_records(recs, 100)) == 9
+    assert len(one_per_identity(recs, 100)) == 9
 
 
 def test_cue_coverage_by_hand():
@@ -104,7 +105,7 @@ def _overlap_after_training(alpha: float, steps: int = 60) -> float:
     torch.manual_seed(0)
     images = torch.randn(16, 3, 128, 64)
     labels = torch.arange(16) % 4
-    model = CAMA(num_classes=4, num_branches=2, backbone=narrow_resnet(18, 4))
+    model = CAMA(num_classes=4, num_branches=2, backbone=build_backbone(18, 4))
     loss_fn = CamaLoss(k=3, alpha=alpha, mode="symmetric")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
@@ -115,7 +116,7 @@ def _overlap_after_training(alpha: float, steps: int = 60) -> float:
     model.eval()
     with torch.no_grad():
         out = model(images)
-        maps = target_class_maps(out.feature_maps, out.extras["classifier_weights"], labels)
+        maps = target_class_maps(out.feature_maps, out.class_weights, labels)
     return float(np.mean(branch_overlap(maps, 3)))
 
 
@@ -143,9 +144,10 @@ def test_camaconfig_k_never_below_one():
 def test_a_run_does_not_depend_on_the_runs_before_it(tmp_path, monkeypatch):
     monkeypatch.delenv("REIDLIB_SCALE", raising=False)
     cfg = config_for("smoke", epochs=1, warmup_epochs=0, lr_milestones=[])
-    data = cama.load_data(cfg)
-    first, _ = cama.train_model(cfg, data, tmp_path / "a")
-    cama.train_model(dataclasses.replace(cfg, seed=5), data, tmp_path / "b")  # advances shared state
-    again, _ = cama.train_model(cfg, data, tmp_path / "c")
+    data = chapter.load_data(cfg)
+    ctx = cama.context(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
+    first = cama.run_cama("a", cfg, ctx).model
+    cama.run_cama("b", dataclasses.replace(cfg, seed=5), ctx)  # advances every global random state
+    again = cama.run_cama("c", cfg, ctx).model
     for (name, p), q in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(p, q), name

@@ -54,9 +54,11 @@ def test_seed_spread(records):
 
 
 def test_within_noise_uses_the_claims_metric(records):
-    claims = pd.DataFrame({"metric": ["mAP", "mAP", "overlap.cam_iou", "rank1"],
+    claims = pd.DataFrame({"id": list("abcd"), "claim": list("abcd"), "verdict": ["reproduced"] * 4,
+                           "detail": [""] * 4, "paper_evidence": [""] * 4,
+                           "metric": ["mAP", "mAP", "overlap.cam_iou", "rank1"],
                            "margin": [0.03, 0.08, 0.01, None]})
-    flags = cama_report.within_noise(claims, records)
+    flags = cama_report.claims_table(claims, records)["within seed noise"]
     assert flags.tolist() == [True, False, None, None]  # rank-1 spread is 0 here but the margin is missing
 
 

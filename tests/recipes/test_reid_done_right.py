@@ -4,7 +4,14 @@ import json
 import pytest
 import torch
 
+from reidlib.data.batches import UpdateBatches
 from reidlib.data.transforms import AspectPreservingResize
+from reidlib.engine.bn import FrozenBatchNorm
+from reidlib.engine.config import OptimizerConfig, TrainConfig
+from reidlib.engine.extract import descriptors, forward_any_size
+from reidlib.engine.trainer import Trainer
+from reidlib.losses import TripletRankingLoss
+from reidlib.recipes import chapter
 from reidlib.recipes import reid_done_right as R
 
 
@@ -14,50 +21,47 @@ def _model(dim=16):
     return R.build_model(cfg)
 
 
-def _grads(model):
-    return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+class _Images:
+    """A dataset of fixed images (no augmentation), sizes as given."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __getitem__(self, i):
+        pid = i // 3 if i % 3 < 2 else 1000 + i  # rows (q, p, n): q and p share an identity
+        return {"image": self.images[i], "pid": pid, "camid": 0, "index": i}
 
 
-def _triplets(n, size=(48, 24)):
-    g = torch.Generator().manual_seed(1)
-    return [tuple(torch.randn(3, *size, generator=g) for _ in range(3)) for _ in range(n)]
-
-
-def test_accumulated_triplets_equal_one_batch_with_frozen_bn():
+def _one_update(images, triplets_per_pass, tmp_path):
+    """Weights after one SGD update on all triplets (rows q, p, n of ``images``), fed
+    ``triplets_per_pass`` at a time with accumulated gradients and frozen BN, as stage 2 trains."""
     model = _model()
-    model.train()
-    R.set_bn_eval(model)
-    trips = _triplets(6)
-    model.zero_grad()
-    loss_one, active_one = R.accumulate_triplet_gradients(model, trips, 0.5, triplets_per_pass=1)
-    one = _grads(model).clone()
-    model.zero_grad()
-    loss_all, active_all = R.accumulate_triplet_gradients(model, trips, 0.5, triplets_per_pass=6)
-    assert loss_one == pytest.approx(loss_all, rel=1e-5) and active_one == active_all
-    assert torch.allclose(one, _grads(model), atol=1e-6, rtol=1e-4)
-    assert one.abs().sum() > 0
+    n = len(images) // 3
+    loader = UpdateBatches(_Images(images), lambda g: list(range(len(images))), updates=1,
+                           passes=n // triplets_per_pass)
+    cfg = TrainConfig(epochs=1, grad_accum_steps=loader.passes, progress="none",
+                      optimizer=OptimizerConfig(name="sgd", lr=0.5, momentum=0.0, weight_decay=0.0))
+    trainer = Trainer(model, TripletRankingLoss(margin=0.5), loader, cfg, tmp_path / str(triplets_per_pass),
+                      callbacks=[FrozenBatchNorm()], forward_fn=forward_any_size)
+    trainer.fit(resume=False)
+    return [p.detach().clone() for p in model.parameters()], trainer.history.epochs[0]["loss"]
 
 
-def test_aspect_preserving_inputs_of_different_sizes_accumulate_like_separate_passes():
-    model = _model()
-    model.train()
-    R.set_bn_eval(model)
+def test_one_triplet_at_a_time_equals_one_batch_with_frozen_bn_at_any_sizes(tmp_path):
     resize = AspectPreservingResize(48)
-    sizes = [(100, 50), (60, 50), (120, 40)]  # three aspect ratios: three different input sizes
     g = torch.Generator().manual_seed(2)
-    images = [resize(torch.rand(3, *s, generator=g)) for s in sizes * 3]
+    sizes = [(100, 50), (60, 50), (120, 40)]  # three aspect ratios: three input sizes
+    images = [resize(torch.rand(3, *s, generator=g)) for s in sizes * 4]
     assert {tuple(i.shape[1:]) for i in images} == {(48, 24), (48, 40), (48, 16)}
-    trips = [tuple(images[3 * i: 3 * i + 3]) for i in range(3)]
-    model.zero_grad()
-    R.accumulate_triplet_gradients(model, trips, 0.5, triplets_per_pass=3)
-    batched = _grads(model).clone()
-    model.zero_grad()
-    for t in trips:  # one triplet per pass, each scaled by 1/3 as accumulation does
-        R.accumulate_triplet_gradients(model, [t], 0.5, triplets_per_pass=1, normalizer=3)
-    assert torch.allclose(batched, _grads(model), atol=1e-6, rtol=1e-4)
-    # the descriptor of an image does not depend on what it is batched with
-    d_all = R.descriptors(model.eval(), images)
-    assert torch.allclose(d_all[4], R.descriptors(model, [images[4]])[0], atol=1e-6)
+    start = [p.detach().clone() for p in _model().parameters()]
+    one, loss_one = _one_update(images, 1, tmp_path)
+    batched, loss_all = _one_update(images, 4, tmp_path)
+    assert loss_one == pytest.approx(loss_all, rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(start, batched, strict=True))  # it did train
+    for a, b in zip(one, batched, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    model = _model().eval()  # a descriptor does not depend on what it is batched with
+    assert torch.allclose(descriptors(model, images)[4], descriptors(model, [images[4]])[0], atol=1e-6)
 
 
 def test_cutout_schedules_of_the_runs():
@@ -90,30 +94,31 @@ def test_runs_and_config_validation():
         R.config_for("cpu", mining="semi_hard")
     with pytest.raises(ValueError, match="unknown RdrConfig"):
         R.config_for("cpu", epochs=3)
+    with pytest.raises(ValueError, match="triplets_per_pass"):
+        R.config_for("cpu", batch_triplets=16, triplets_per_pass=5)
+    with pytest.raises(ValueError, match="pool_updates"):
+        R.config_for("cpu", iterations=60)
     full = R.config_for("full")
     assert (full.max_side, full.dim, full.margin, full.pool_size, full.pool_updates, full.num_hard) == (
         416, 2048, 0.1, 5000, 16, 25)
-
-
-def test_calibrate_bn_sets_statistics():
-    model = _model()
-    images = [torch.rand(3, 48, 24) + 2.0 for _ in range(8)]
-    R.calibrate_bn(model, images)
-    bn = model.backbone.stem[1]
-    assert bn.running_mean.abs().sum() > 0 and bn.momentum == 0.1
+    assert R.config_for("cpu", data_seed=3, seed=1).synth_seed == 3  # one SynthReID for every seed
 
 
 @pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path):
     base = R.config_for("smoke")
-    data = R.load_data(base)
-    ctx = R.RunContext(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
+    data = chapter.load_data(base)
+    ctx = R.context(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
     run = R.run_rdr("rdr", base, ctx)
     stored = json.loads((tmp_path / "results" / R.CHAPTER / "smoke" / "rdr.json").read_text())
     assert 0 <= stored["metrics"]["mAP"] <= 1 and "qe" in stored["metrics"] and "krr" in stored["metrics"]
-    assert len(stored["history"]) == base.iterations
+    history = stored["history"]
+    assert [h["iteration"] for h in history] == list(range(1, base.iterations + 1))
+    refreshed = [h["iteration"] for h in history if "pool_hard_loss" in h]
+    assert refreshed == list(range(1, base.iterations + 1, base.pool_updates))  # every k updates
+    assert history[0]["lr"] == pytest.approx(base.lr)  # the LR the first update used
     assert (tmp_path / "results" / R.CHAPTER / "smoke" / "classification_r10.json").is_file()
-    again = R.run_rdr("rdr", base, dataclasses.replace(ctx, reuse=True, classifiers={}))
+    again = R.run_rdr("rdr", base, dataclasses.replace(ctx, reuse=True, models={}))
     assert again.record.reused
     x = torch.rand(1, 3, 48, 24)
     with torch.no_grad():

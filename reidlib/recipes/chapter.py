@@ -1,0 +1,337 @@
+"""The chapter contract: what every paper's recipe shares, so a recipe holds only what its paper defines.
+
+A chapter of the book trains a set of runs of one paper's method on one dataset and stores each run's
+results file (``results/<chapter>/<scale>/<run>.json``, :mod:`reidlib.results.store`). This module owns
+everything around that which does not depend on the paper:
+
+* :class:`ChapterConfig`: the fields every run config has (scale, dataset, SynthReID preset, seed), checked
+  against :data:`reidlib.scale.SCALES` and the dataset registry. A paper's config is a dataclass that
+  inherits from it and adds the paper's own fields.
+* :func:`config_for` / :func:`run_config`: a scale's config with overrides, and a run's config from a run
+  table (``{run name: overrides}``), with errors that name the unknown field or run.
+* :class:`ChapterData` / :func:`load_data`: SynthReID rendered once into memory, or a real dataset of
+  :mod:`reidlib.data.registry`; look-alike families (SynthReID).
+* :class:`RunContext`, :func:`train_run`, :func:`evaluation_run`, :func:`run_all`: the run wrapper. It
+  owns the run folder (``runs/<chapter>/<scale>/<run>/``), seeding, the weights file, reuse of a finished
+  run with the same config (reloading its weights), resuming an interrupted training, and the one log
+  line per run.
+
+A recipe supplies three functions per kind of run: ``build(cfg)`` (the untrained model), ``train(model,
+cfg, folder)`` (through :class:`reidlib.engine.trainer.Trainer`) and ``evaluate(model, cfg)`` (metrics and
+extras). The book page *Writing a chapter* shows the smallest complete example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from reidlib.data.records import ReIDSplits
+from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
+from reidlib.engine.seeding import seed_everything
+from reidlib.results.paths import runs_root
+from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
+from reidlib.scale import SCALES, resolve_scale
+
+__all__ = [
+    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "config_for",
+    "evaluation_run", "load_data", "log_line", "run_all", "run_config", "train_run",
+]
+
+C = TypeVar("C", bound="ChapterConfig")
+M = TypeVar("M", bound=nn.Module)
+
+#: Weights of a finished run, in its run folder (the trainer's resumable ``latest.pt`` is removed once the
+#: results file is written).
+WEIGHTS_FILE = "model.pt"
+SYNTHREID = "synthreid"
+
+
+@dataclass
+class ChapterConfig:
+    """Fields every chapter's run config has; a paper's config inherits them.
+
+    Attributes:
+        scale: ``smoke``, ``cpu`` or ``full`` (:data:`reidlib.scale.SCALES`).
+        dataset: ``"synthreid"`` (rendered in memory) or a real dataset of :mod:`reidlib.data.registry`.
+        synth_preset: SynthReID preset (``tiny``, ``small``, ``market``); ignored for real datasets.
+        seed: training seed (initialisation, sampling, augmentation).
+    """
+
+    scale: str = "cpu"
+    dataset: str = SYNTHREID
+    synth_preset: str = "small"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"{type(self).__name__}.scale {self.scale!r} unknown; expected one of {SCALES}")
+        if self.dataset not in REGISTERED_DATASETS:
+            raise ValueError(f"{type(self).__name__}.dataset {self.dataset!r} unknown; expected one of "
+                             f"{sorted(REGISTERED_DATASETS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"{type(self).__name__}.seed must be a non-negative int, got {self.seed!r}")
+
+    @property
+    def synth_seed(self) -> int:
+        """Seed SynthReID is drawn with (a paper's config may fix it across training seeds)."""
+        return self.seed
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """``(height, width)`` SynthReID renders its images at."""
+        raise NotImplementedError(f"{type(self).__name__} must define render_size")
+
+
+def config_for(configs: Mapping[str, C], scale: str | None = None, **overrides: Any) -> C:
+    """The config of ``scale`` from ``configs`` (one per scale; ``$REIDLIB_SCALE`` wins, see
+    :func:`reidlib.scale.resolve_scale`) with ``overrides`` applied.
+
+    Raises:
+        ValueError: unknown scale, a scale without a config, or an unknown field (the message lists the
+            fields).
+    """
+    scale = resolve_scale(scale)
+    if scale not in configs:
+        raise ValueError(f"no config for scale {scale!r}; configs exist for {sorted(configs)}")
+    base = configs[scale]
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {type(base).__name__} field(s) {unknown}; fields: {sorted(names)}")
+    return dataclasses.replace(base, **overrides)
+
+
+def run_config(runs: Mapping[str, Mapping[str, Any]], name: str, base: C) -> C:
+    """The config of run ``name`` of the run table ``runs`` (``{run: overrides}``) on top of ``base``.
+
+    Raises:
+        ValueError: ``name`` is not in the table (the message lists the runs).
+    """
+    if name not in runs:
+        raise ValueError(f"unknown run {name!r}; runs: {sorted(runs)}")
+    return dataclasses.replace(base, **runs[name])
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class ChapterData:
+    """A chapter's dataset: splits, the image source and, for SynthReID, the generator behind it.
+
+    Attributes:
+        splits: train (relabelled pids ``0..C-1``), query and gallery records.
+        image_source: ``path -> PIL.Image`` (SynthReID renders from memory; real data reads the file).
+        synth: the :class:`reidlib.data.synthetic.SynthReID` behind the data, ``None`` for real data (it
+            gives rendered cue masks and look-alike families).
+        name: dataset name stored in the results files (``synthreid_<preset>`` or the registry name).
+        cache: anything a recipe renders once per session and reuses across runs (e.g. distractors).
+    """
+
+    splits: ReIDSplits
+    image_source: Callable[[str], Any]
+    synth: Any
+    name: str
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        """Training identities."""
+        return self.splits.num_train_pids
+
+    def family_of(self, pid: int) -> int | None:
+        """Look-alike family of a SynthReID test identity; -1 for distractors (pid <= 0), ``None`` for
+        real data."""
+        if self.synth is None:
+            return None
+        return -1 if pid <= 0 else int(self.synth.family_of(pid))
+
+    def family_mask(self, query_pids: Iterable[int], gallery_pids: Iterable[int]) -> torch.Tensor | None:
+        """``(Q, G)`` bool: the gallery image is in the query's look-alike family (``None`` for real data)."""
+        if self.synth is None:
+            return None
+        qf = torch.tensor([self.family_of(int(p)) for p in query_pids])
+        gf = torch.tensor([self.family_of(int(p)) for p in gallery_pids])
+        return qf[:, None] == gf[None, :]
+
+
+def load_data(cfg: ChapterConfig, data_root: str | os.PathLike | None = None) -> ChapterData:
+    """SynthReID of ``cfg`` (preset, ``cfg.synth_seed``, ``cfg.render_size``) rendered once into memory,
+    or the real dataset ``cfg.dataset`` under ``data_root``.
+
+    Raises:
+        ValueError: a real dataset without ``data_root``.
+    """
+    if cfg.dataset == SYNTHREID:
+        from reidlib.data.synthetic import SynthReID
+
+        height, width = cfg.render_size
+        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.synth_seed, height=height, width=width)
+        synth.precache(progress=False)  # every image is read once per epoch and run: render each once
+        return ChapterData(synth.splits, synth.load_image, synth, f"synthreid_{cfg.synth_preset}")
+    if data_root is None:
+        raise ValueError(f"dataset {cfg.dataset!r} needs data_root= (the folder holding it)")
+    from reidlib.data.dataset import open_rgb
+    from reidlib.data.registry import load_dataset
+
+    return ChapterData(load_dataset(cfg.dataset, data_root), open_rgb, None, cfg.dataset)
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class RunContext:
+    """Where and how a chapter's runs execute.
+
+    Attributes:
+        chapter: results folder name (``results/<chapter>/``).
+        data: the chapter's data.
+        device: ``"cpu"``, ``"cuda"`` ...
+        reuse: load a finished run with the same config instead of training again (never in CI or
+            ``make reproduce``).
+        results_root, runs_dir: override ``results/`` and ``runs/`` (tests).
+        models: models trained in this session and shared by several runs (e.g. a stage-1 network).
+    """
+
+    chapter: str
+    data: ChapterData
+    device: str = "cpu"
+    reuse: bool = False
+    results_root: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    models: dict[str, nn.Module] = field(default_factory=dict, repr=False)
+
+    def folder(self, scale: str, name: str) -> Path:
+        """``runs/<chapter>/<scale>/<name>/``: checkpoints and weights of run ``name``."""
+        return runs_root(self.runs_dir) / self.chapter / scale / name
+
+
+@dataclass
+class ChapterRun(Generic[C, M]):
+    """A finished run: its name, config, results record and trained model (eval mode, on the CPU)."""
+
+    name: str
+    config: C
+    record: RunRecord
+    model: M
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.metrics
+
+
+def _field(config: Any, name: str, default: Any = None) -> Any:
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
+def train_run(
+    ctx: RunContext,
+    name: str,
+    cfg: Any,
+    build: Callable[[], M],
+    train: Callable[[M, Path], Any],
+    evaluate: Callable[[M], tuple[dict[str, Any], dict[str, Any] | None]],
+    stored_config: Any = None,
+) -> ChapterRun[Any, M]:
+    """Train, evaluate and store run ``name`` -- or, with ``ctx.reuse``, load the finished run whose stored
+    config equals this one and reload its weights.
+
+    Training: the torch, numpy and python RNGs are seeded with the config's ``seed``, ``build()`` makes the
+    model, ``train(model, folder)`` trains it in the run folder and returns its history (the engine's
+    trainer resumes there from ``latest.pt`` after a crash), the weights go to ``model.pt``, then
+    ``evaluate(model)`` returns ``(metrics, extra)`` and the results file is written (atomically: a run that
+    fails leaves no results file of its own, and a finished run's file is replaced only when the new one is
+    complete). The trainer's ``latest.pt`` is removed only after that.
+
+    Args:
+        cfg: the run's config (its ``scale`` and ``seed`` are read); stored in the results file unless
+            ``stored_config`` is given (a run defined by part of a config, e.g. a shared stage 1).
+
+    Returns:
+        the run, its model in eval mode on the CPU.
+    """
+    scale, seed = _field(cfg, "scale"), _field(cfg, "seed", 0)
+    folder = ctx.folder(scale, name)
+    weights = folder / WEIGHTS_FILE
+    trained: dict[str, M] = {}
+
+    def train_fn() -> RunOutcome:
+        folder.mkdir(parents=True, exist_ok=True)
+        weights.unlink(missing_ok=True)  # never leave another config's weights beside a new training
+        seed_everything(int(seed))
+        model = build()
+        history = train(model, folder)
+        model = model.cpu().eval()
+        torch.save(model.state_dict(), weights)
+        trained["model"] = model
+        metrics, extra = evaluate(model)
+        return RunOutcome(metrics=metrics, history=history, extra=extra)
+
+    config = cfg if stored_config is None else stored_config
+    record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=ctx.reuse and weights.is_file(),
+                          dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device)
+    if record.reused:
+        model = build()
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        trained["model"] = model.eval()
+    else:
+        (folder / "latest.pt").unlink(missing_ok=True)
+    return ChapterRun(name, cfg, record, trained["model"])
+
+
+def evaluation_run(
+    ctx: RunContext,
+    name: str,
+    config: Any,
+    evaluate: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
+    evaluated_from: str | None = None,
+) -> RunRecord:
+    """An evaluation-only run derived from trained models (a test-descriptor variant, re-ranking,
+    distractors ...): ``evaluate()`` returns ``(metrics, extra)``, stored as run ``name`` with ``config``
+    (reused under the same rule as :func:`train_run`). ``evaluated_from`` (the trained run's name) is
+    recorded in ``extra``."""
+    seed = _field(config, "seed", 0)
+
+    def eval_fn() -> RunOutcome:
+        metrics, extra = evaluate()
+        extra = dict(extra or {})
+        if evaluated_from is not None:
+            extra = {"evaluated_from": evaluated_from, **extra}
+        return RunOutcome(metrics=metrics, extra=extra)
+
+    return run_or_reuse(ctx.chapter, name, _field(config, "scale"), config, eval_fn, reuse=ctx.reuse,
+                        dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device)
+
+
+def log_line(name: str, record: RunRecord, seconds: float) -> str:
+    """The one line printed per run: name, mAP and rank-1 (percent), and wall time or "reused"."""
+    m = record.metrics
+    when = "reused" if record.reused else f"{seconds:.0f} s"
+    return f"{name:>18}: mAP {100 * m['mAP']:5.1f}  rank-1 {100 * m['rank1']:5.1f}  ({when})"
+
+
+def run_all(
+    names: Iterable[str],
+    run_one: Callable[[str], ChapterRun[Any, Any]],
+) -> dict[str, ChapterRun[Any, Any]]:
+    """``run_one(name)`` for every name in order, printing :func:`log_line` after each."""
+    out: dict[str, ChapterRun[Any, Any]] = {}
+    for name in names:
+        start = time.perf_counter()
+        run = run_one(name)
+        print(log_line(name, run.record, time.perf_counter() - start), flush=True)
+        out[name] = run
+    return out
+

@@ -1,0 +1,175 @@
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from reidlib.data.records import Record, ReIDSplits
+from reidlib.engine.callbacks import Callback
+from reidlib.engine.config import OptimizerConfig, TrainConfig
+from reidlib.engine.trainer import Trainer
+from reidlib.recipes import chapter
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, RunContext
+from tests.engine.conftest import TinyReID, ce_loss, shuffled_loader
+
+
+@dataclass
+class ToyConfig(ChapterConfig):
+    epochs: int = 3
+    lr: float = 1e-2
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        return 8, 4
+
+
+CONFIGS = {"smoke": ToyConfig(scale="smoke", epochs=2), "cpu": ToyConfig(scale="cpu")}
+
+
+class Crash(Callback):
+    """Interrupts training after ``epoch`` epochs (a Ctrl-C or a killed kernel)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _ctx(tmp_path, reuse=False) -> RunContext:
+    splits = ReIDSplits("toy", [Record("a", 0, 0)], [Record("q", 1, 0)], [Record("g", 1, 1)], 1, 2)
+    data = ChapterData(splits, image_source=lambda p: None, synth=None, name="toy")
+    return RunContext("toy_chapter", data, reuse=reuse, results_root=tmp_path / "results",
+                      runs_dir=tmp_path / "runs")
+
+
+def _run(ctx, cfg, name="run", callbacks=(), evaluate=None, calls=None):
+    calls = calls if calls is not None else []
+
+    def train(model, folder):
+        calls.append("train")
+        train_cfg = TrainConfig(epochs=cfg.epochs, optimizer=OptimizerConfig(name="adam", lr=cfg.lr),
+                                seed=cfg.seed, progress="none")
+        trainer = Trainer(model, ce_loss, shuffled_loader(seed=cfg.seed), train_cfg, folder,
+                          callbacks=list(callbacks), record={"toy": dataclasses.asdict(cfg)})
+        return trainer.fit_or_resume().to_list()
+
+    def default_evaluate(model):
+        return {"mAP": float(model.classifier.weight.detach().abs().mean()), "rank1": 0.5}, {"note": 1}
+
+    return chapter.train_run(ctx, name, cfg, build=TinyReID, train=train,
+                             evaluate=evaluate or default_evaluate)
+
+
+def test_config_for_names_unknown_fields_and_scales(monkeypatch):
+    monkeypatch.delenv("REIDLIB_SCALE", raising=False)
+    assert chapter.config_for(CONFIGS, "smoke", lr=0.5) == ToyConfig(scale="smoke", epochs=2, lr=0.5)
+    with pytest.raises(ValueError, match=r"unknown ToyConfig field\(s\) \['epoch'\]"):
+        chapter.config_for(CONFIGS, "smoke", epoch=3)
+    with pytest.raises(ValueError, match="no config for scale 'full'"):
+        chapter.config_for(CONFIGS, "full")
+    monkeypatch.setenv("REIDLIB_SCALE", "smoke")
+    assert chapter.config_for(CONFIGS, "cpu").scale == "smoke"
+
+
+def test_base_config_checks_scale_dataset_and_seed():
+    with pytest.raises(ValueError, match="ToyConfig.dataset 'viper'"):
+        ToyConfig(dataset="viper")
+    with pytest.raises(ValueError, match="scale"):
+        ToyConfig(scale="huge")
+    with pytest.raises(ValueError, match="seed"):
+        ToyConfig(seed=-1)
+    assert ToyConfig(dataset="market1501").dataset == "market1501"  # every registered dataset
+
+
+def test_run_config_applies_overrides_and_names_unknown_runs():
+    runs = {"a": {"lr": 0.1}, "b": {"seed": 3}}
+    assert chapter.run_config(runs, "a", CONFIGS["cpu"]).lr == 0.1
+    with pytest.raises(ValueError, match=r"unknown run 'c'; runs: \['a', 'b'\]"):
+        chapter.run_config(runs, "c", CONFIGS["cpu"])
+
+
+def test_a_run_writes_results_and_weights_and_is_reused_only_with_the_same_config(tmp_path):
+    cfg = CONFIGS["smoke"]
+    calls: list[str] = []
+    first = _run(_ctx(tmp_path), cfg, calls=calls)
+    folder = tmp_path / "runs" / "toy_chapter" / "smoke" / "run"
+    assert (folder / chapter.WEIGHTS_FILE).is_file() and not (folder / "latest.pt").exists()
+    stored = json.loads((tmp_path / "results" / "toy_chapter" / "smoke" / "run.json").read_text())
+    assert stored["config"]["epochs"] == 2 and stored["extra"] == {"note": 1} and len(stored["history"]) == 2
+    assert not first.record.reused and calls == ["train"]
+
+    again = _run(_ctx(tmp_path, reuse=True), cfg, calls=calls)
+    assert again.record.reused and calls == ["train"]  # loaded, not trained
+    for p, q in zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+
+    changed = _run(_ctx(tmp_path, reuse=True), dataclasses.replace(cfg, lr=0.05), calls=calls)
+    assert not changed.record.reused and calls == ["train", "train"]
+
+    (folder / chapter.WEIGHTS_FILE).unlink()  # results file without weights: cannot be reused
+    _run(_ctx(tmp_path, reuse=True), dataclasses.replace(cfg, lr=0.05), calls=calls)
+    assert calls == ["train"] * 3
+
+
+def test_a_failed_run_leaves_no_results_file(tmp_path):
+    cfg = CONFIGS["smoke"]
+    results = tmp_path / "results" / "toy_chapter" / "smoke"
+
+    def broken(model):
+        raise RuntimeError("evaluation failed")
+
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        _run(_ctx(tmp_path), cfg, evaluate=broken)
+    assert not results.exists() or not list(results.iterdir())
+
+    good = _run(_ctx(tmp_path), cfg)
+    before = (results / "run.json").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        _run(_ctx(tmp_path), dataclasses.replace(cfg, lr=0.3), callbacks=[Crash(1)])
+    assert (results / "run.json").read_text() == before  # the finished run's file is untouched
+    assert [p.name for p in results.iterdir()] == ["run.json"]  # and no temporary file is left
+    assert good.metrics["rank1"] == 0.5
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    cfg = dataclasses.replace(CONFIGS["cpu"], epochs=3)
+    whole = _run(_ctx(tmp_path / "a"), cfg)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_ctx(tmp_path / "b"), cfg, callbacks=[Crash(2)])
+    assert (tmp_path / "b" / "runs" / "toy_chapter" / "cpu" / "run" / "latest.pt").is_file()
+    resumed = _run(_ctx(tmp_path / "b"), cfg)
+    for p, q in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    assert len(resumed.record.history) == 3
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    cfg = CONFIGS["cpu"]
+    with pytest.raises(KeyboardInterrupt):
+        _run(_ctx(tmp_path), cfg, callbacks=[Crash(1)])
+    run = _run(_ctx(tmp_path), dataclasses.replace(cfg, lr=0.02))
+    assert len(run.record.history) == cfg.epochs and run.record.config["lr"] == 0.02
+
+
+def test_evaluation_run_records_its_source(tmp_path):
+    ctx = _ctx(tmp_path)
+    rec = chapter.evaluation_run(ctx, "derived", {"scale": "smoke", "seed": 0, "x": 1},
+                                 lambda: ({"mAP": 0.25, "rank1": 0.5}, {"k": 2}), evaluated_from="run")
+    assert rec.extra == {"evaluated_from": "run", "k": 2} and rec.metrics["mAP"] == 0.25
+    assert chapter.log_line("derived", rec, 3.2) == "           derived: mAP  25.0  rank-1  50.0  (3 s)"
+
+
+def test_family_mask_marks_look_alikes():
+    class Synth:
+        def family_of(self, pid):
+            return pid // 10
+
+    splits = ReIDSplits("s", [], [], [], 0, 1)
+    data = ChapterData(splits, image_source=lambda p: None, synth=Synth(), name="s")
+    mask = data.family_mask([11, 23], [12, 25, 0])
+    assert mask.tolist() == [[True, False, False], [False, True, False]]
+    assert data.family_of(0) == -1
+    assert ChapterData(splits, lambda p: None, None, "real").family_mask([1], [1]) is None

@@ -1,0 +1,59 @@
+import math
+
+import pandas as pd
+import pytest
+
+from reidlib.recipes import report
+from reidlib.results.claims import NOT_REPRODUCED, REPRODUCED
+from reidlib.results.store import save_run
+
+
+def _save(root, run, mAP, **extra):
+    save_run("cama", run, "cpu", {"mAP": mAP, "rank1": 0.5, **extra}, {"run": run}, "synth", 0, 1.0,
+             root=root)
+
+
+@pytest.fixture
+def records(tmp_path):
+    for run, value in {"base": 0.30, "base_s1": 0.26, "base_s2": 0.32, "other": 0.40}.items():
+        _save(tmp_path, run, value, family={"mAP": value / 2})
+    return report.chapter_records("cama", "cpu", tmp_path)
+
+
+def _claims(verdicts, margins, metrics=None):
+    n = len(verdicts)
+    return pd.DataFrame({"id": [f"c{i}" for i in range(n)], "claim": [f"claim {i}" for i in range(n)],
+                         "verdict": verdicts, "margin": margins, "metric": metrics or ["mAP"] * n,
+                         "detail": [f"detail {i}" for i in range(n)], "paper_evidence": ["Table 1"] * n})
+
+
+def test_metric_reads_nested_metrics_and_gives_nan_for_missing(records):
+    assert report.metric(records["base"], "family.mAP") == pytest.approx(0.15)
+    assert report.percent(records["base"], "mAP") == pytest.approx(30.0)
+    assert math.isnan(report.metric(records["base"], "family.rank1"))
+    assert math.isnan(report.percent(None, "mAP"))
+
+
+def test_seed_spread_over_the_stored_runs_only(records):
+    s = report.seed_spread(records, ["base", "base_s1", "base_s2", "never_ran"])
+    assert s["n"] == 3 and s["range"] == pytest.approx(6.0) and s["mean"] == pytest.approx(88 / 3)
+
+
+def test_paper_value_reads_the_papers_table():
+    assert report.paper_value("cama", "IDE+BN", "Market-1501", "mAP") == 78.8
+    assert math.isnan(report.paper_value("cama", "no such setting", "Market-1501"))
+
+
+def test_claims_table_summary_and_verdict_text(records):
+    claims = _claims([REPRODUCED, NOT_REPRODUCED, REPRODUCED], [0.10, -0.02, 0.03],
+                     ["mAP", "mAP", "overlap.cam_iou"])
+    table = report.claims_table(claims, records, ["base", "base_s1", "base_s2"])
+    assert list(table.index) == ["c0", "c1", "c2"]
+    assert table["margin (points)"].tolist() == [10.0, -2.0, 3.0]
+    assert table["within seed noise"].tolist() == [False, True, None]  # range 6 points of mAP
+    text = report.claims_summary(table, "cpu", 6.0, "the base run")
+    assert text.startswith("At `cpu` scale, 2 of 3 claims reproduce and 1 do not; 1 verdicts")
+    assert "Of the 2 claims with a measured spread, 1 were decided by more than it." in text
+    assert "- **c1**: claim 1 (detail 1)" in text and "c0**" not in text
+    assert report.verdict_text(table) == {"c0": REPRODUCED, "c1": f"{NOT_REPRODUCED}, within seed noise",
+                                          "c2": REPRODUCED}
