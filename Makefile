@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 lint: setup
-	$(PY) -m ruff check reidlib tests benchmarks book/tools book/_ext
+	$(PY) -m ruff check reidlib tests benchmarks book/tools book/_ext book/examples
 
 unit: setup
 	$(PY) -m pytest tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from reidlib.data.cuhk03 import load_cuhk03
 from reidlib.data.dukemtmc import load_dukemtmc
@@ -11,6 +12,9 @@ from reidlib.data.market1501 import load_market1501
 from reidlib.data.msmt17 import load_msmt17
 from reidlib.data.records import ReIDSplits
 from reidlib.data.synthetic import load_synthreid
+
+if TYPE_CHECKING:
+    from reidlib.data.synthetic import SynthReID, SynthReIDConfig
 
 # name -> loader(root, **kwargs) -> ReIDSplits
 DATASETS: dict[str, Callable[..., ReIDSplits]] = {
@@ -34,3 +38,39 @@ def load_dataset(name: str, root: str | os.PathLike[str], **kwargs) -> ReIDSplit
     if loader is None:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     return loader(root, **kwargs)
+
+
+def open_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    preset: str | SynthReIDConfig = "small",
+    seed: int = 0,
+    height: int | None = None,
+    width: int | None = None,
+    precache: bool = True,
+    progress: bool = False,
+    **loader_kwargs: Any,
+) -> tuple[ReIDSplits, Callable[[str], Any], SynthReID | None]:
+    """A dataset ready to train on: ``(splits, image_source, synth)``.
+
+    ``"synthreid"`` draws SynthReID (``preset``: a preset name or a config; ``seed``; images rendered at
+    ``height`` x ``width``, all of them once into memory with ``precache``) and returns its in-memory
+    image source and the generator itself; any other name loads the real dataset under ``root``
+    (:func:`load_dataset` with ``loader_kwargs``), reads images from disk and returns ``synth=None``.
+
+    Raises:
+        ValueError: unknown name, or a real dataset without ``root``.
+    """
+    if name.lower() == "synthreid":
+        from reidlib.data.synthetic import SynthReID
+
+        synth = SynthReID(preset, seed=seed, height=height, width=width)
+        if precache:
+            synth.precache(progress=progress)
+        return synth.splits, synth.load_image, synth
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a root folder (the folder holding it)")
+    from reidlib.data.dataset import open_rgb
+
+    return load_dataset(name, root, **loader_kwargs), open_rgb, None

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reidlib.data.records import records_by_pid
 from reidlib.explain.gradcam import matching_regions
 from reidlib.explain.map_grid import plot_map_grid, plot_matching_regions
 from reidlib.explain.maps import METHODS, explanation_maps
@@ -105,9 +106,7 @@ def demo_figures(
     paths: dict[str, Path] = {}
 
     # ---- CAM over images of one training identity (seed 000, Fig. 1c) ---------------------------------
-    by_pid: dict[int, list[str]] = {}
-    for rec in splits.train:
-        by_pid.setdefault(rec.pid, []).append(rec.path)
+    by_pid = {pid: [r.path for r in recs] for pid, recs in records_by_pid(splits.train).items()}
     # The training identity whose distinctive cues are visible in the most of its (first six) images.
     candidates = [p for p, recs in sorted(by_pid.items()) if len(recs) >= 4][:10] or [min(by_pid)]
     rendered = {p: [synth.render(path) for path in by_pid[p][:6]] for p in candidates}

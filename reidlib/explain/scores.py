@@ -342,3 +342,41 @@ def summarize_scores(scores: pd.DataFrame) -> pd.DataFrame:
         lambda col: int(col.isna().sum())))
     summary.insert(2, "cue_lift", summary["energy_cues"] / summary["area_cues"])
     return summary.reset_index()
+
+
+def cue_coverage(target_maps: Tensor, cue_masks: Sequence[np.ndarray], k: int) -> float:
+    """Mean share of an image's identity-cue pixels inside the union of its branches' top-``k`` CAM cells.
+
+    Args:
+        target_maps: ``(B, N, h, w)`` target-class CAMs of each branch.
+        cue_masks: ``B`` label images ``(H, W)`` (0 = no cue), ``H`` and ``W`` multiples of ``h`` and ``w``.
+        k: cells kept per branch (Eq. 5's ``k``).
+
+    Returns:
+        The mean over images that show at least one cue pixel (NaN when none does). With ``N`` branches
+        the union can hold up to ``N * k`` cells: more branches may cover more, which is the paper's point
+        (Fig. 1(c)), so compare it together with the branch overlap.
+    """
+    union = top_region(target_maps, k).any(dim=1)  # (B, h, w)
+    shares = []
+    for region, cues in zip(union, cue_masks, strict=True):
+        cue = torch.as_tensor(np.asarray(cues) > 0)
+        if not cue.any():
+            continue
+        up = region.repeat_interleave(cue.shape[0] // region.shape[0], 0)
+        up = up.repeat_interleave(cue.shape[1] // region.shape[1], 1)
+        shares.append(float((up & cue).sum() / cue.sum()))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def chance_scores(items: Sequence[Any]) -> dict[str, float]:
+    """What a uniform map scores on SynthReID samples (``.parts``, ``.cues`` label images): its share of
+    energy on a region is the region's area. Returns the mean ``area_cues`` / ``energy_cues`` (cue pixels),
+    ``area_body`` / ``energy_body`` (person or cue pixels), ``energy_background`` and ``cue_lift`` (1)."""
+    if not items:
+        raise ValueError("chance_scores: no samples")
+    cues = float(np.mean([(np.asarray(it.cues) > 0).mean() for it in items]))
+    body = float(np.mean([(np.isin(it.parts, body_label_values()) | (np.asarray(it.cues) > 0)).mean()
+                          for it in items]))
+    return {"energy_cues": cues, "energy_body": body, "energy_background": 1 - body, "area_cues": cues,
+            "area_body": body, "cue_lift": 1.0}

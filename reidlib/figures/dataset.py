@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from reidlib.data.records import Record, ReIDSplits
+from reidlib.data.records import Record, ReIDSplits, records_by_pid
 from reidlib.data.synthetic import CUE_NAMES, PART_NAMES, SynthReID, SynthSample
 from reidlib.figures.style import OKABE_ITO, use_book_style
 
@@ -98,9 +98,7 @@ def identity_grid(source: SynthReID | ReIDSplits | Sequence[Record], pids: Seque
     if n_ids < 1 or per_id < 1:
         raise ValueError(f"n_ids and per_id must be >= 1, got n_ids={n_ids}, per_id={per_id}")
     records, load, synth = _records_and_source(source, image_source)
-    by_pid: dict[int, list[Record]] = {}
-    for r in records:
-        by_pid.setdefault(r.pid, []).append(r)
+    by_pid = records_by_pid(records)
     if pids is None:
         if synth is not None and synth.look_alike_pids():
             n_fam = math.ceil(n_ids / max(1, synth.config.family_size - 1))

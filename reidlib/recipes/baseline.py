@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from reidlib.data.dataset import ImageDataset
 from reidlib.data.records import ReIDSplits
+from reidlib.data.registry import open_dataset
 from reidlib.data.samplers import RandomIdentitySampler
 from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.callbacks import PeriodicEvaluation
@@ -215,20 +216,14 @@ def synth_config(cfg: DataConfig):
     return dataclasses.replace(base, name=f"{cfg.preset}-custom", **cfg.synth_overrides)
 
 
-def load_splits(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, Callable | None]:
-    """The dataset's splits and the ``image_source`` for in-memory (SynthReID) images, else ``None``."""
-    if cfg.name == SYNTHREID:
-        from reidlib.data.synthetic import SynthReID
-
-        synth = SynthReID(synth_config(cfg), seed=cfg.synth_seed, height=cfg.height, width=cfg.width)
-        if cfg.cache:
-            if progress:
-                print(f"rendering {synth.splits.name} at {cfg.height}x{cfg.width} ...", flush=True)
-            synth.precache(progress=progress and sys.stderr.isatty())
-        return synth.splits, synth.load_image
-    from reidlib.data.registry import load_dataset
-
-    return load_dataset(cfg.name, cfg.root, **cfg.loader_kwargs), None
+def load_splits(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, Callable]:
+    """The dataset's splits and its ``image_source`` (:func:`reidlib.data.registry.open_dataset`)."""
+    if cfg.name == SYNTHREID and cfg.cache and progress:
+        print(f"rendering SynthReID {cfg.preset} at {cfg.height}x{cfg.width} ...", flush=True)
+    splits, source, _ = open_dataset(cfg.name, cfg.root, preset=synth_config(cfg), seed=cfg.synth_seed,
+                                     height=cfg.height, width=cfg.width, precache=cfg.cache,
+                                     progress=progress and sys.stderr.isatty(), **cfg.loader_kwargs)
+    return splits, source
 
 
 def build_data(cfg: DataConfig, seed: int, progress: bool = True) -> BaselineData:

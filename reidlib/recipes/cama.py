@@ -16,23 +16,20 @@ rises from 3e-6 to 3e-4; then 50 epochs of the whole model at 3e-4, times 0.1 ev
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 
-from reidlib.data.dataset import ImageDataset
 from reidlib.data.records import Record, one_per_identity
 from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.callbacks import FreezeParameters, PeriodicEvaluation
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.extract import Features, extract_features
-from reidlib.engine.seeding import make_generator
 from reidlib.engine.trainer import Trainer
 from reidlib.evaluation.distance import pairwise_distance
 from reidlib.evaluation.rank import RankResult, evaluate
@@ -235,24 +232,16 @@ def build_model(cfg: CamaConfig, num_classes: int) -> CAMA:
                 backbone=backbone)
 
 
-def train_loader(cfg: CamaConfig, data: ChapterData, num_workers: int = 0) -> DataLoader:
-    """Shuffled, augmented batches of ``cfg.batch_size`` (drop-last) whose order depends on ``cfg.seed``
-    only (random crop after ``cfg.pad`` pixels of padding, flips)."""
+def train_loader(cfg: CamaConfig, data: ChapterData) -> DataLoader:
+    """Shuffled batches of ``cfg.batch_size`` whose order depends on ``cfg.seed`` only, augmented as the
+    paper says (random crop after ``cfg.pad`` pixels of padding, flips)."""
     tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad)
-    train = ImageDataset(data.splits.train, tf, image_source=data.image_source)
-    if len(train) < cfg.batch_size:
-        raise ValueError(f"{data.name}: {len(train)} training images, fewer than one batch of "
-                         f"{cfg.batch_size}")
-    return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                      generator=make_generator(cfg.seed), num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    return chapter.train_loader(data, tf, cfg.batch_size, cfg.seed)
 
 
 def test_loader(cfg: CamaConfig, data: ChapterData, records: Sequence[Record]) -> DataLoader:
-    """``records`` in order through the test transform (resize, normalise), 128 per batch."""
-    tf = build_test_transform(cfg.height, cfg.width)
-    dataset = ImageDataset(records, tf, image_source=data.image_source)
-    return DataLoader(dataset, batch_size=128, shuffle=False)
+    """``records`` in order through the test transform (resize, normalise)."""
+    return chapter.test_loader(data, records, build_test_transform(cfg.height, cfg.width))
 
 
 def is_classifier_parameter(name: str) -> bool:
@@ -317,16 +306,16 @@ def extract(model: CAMA, loader: DataLoader, device: str = "cpu", desc: str = "e
 
 
 def rank(query: Features, gallery: Features, num_branches: int, branches: Sequence[int] | None = None,
-         gallery_mask: Tensor | None = None) -> RankResult:
-    """mAP/CMC with the descriptor of ``branches`` (default all); ``gallery_mask`` ``(Q, G)`` bool keeps
-    only the marked gallery images per query (the others rank last)."""
+         data: ChapterData | None = None) -> RankResult | None:
+    """mAP/CMC with the descriptor of ``branches`` (default all); with ``data``, each query ranked only
+    against its own look-alike family (:func:`reidlib.recipes.chapter.within_family`; ``None`` for real
+    data)."""
     q, g = query.feats, gallery.feats
     if branches is not None:
         q, g = select_branches(q, num_branches, branches), select_branches(g, num_branches, branches)
     dist = pairwise_distance(q, g, "euclidean")
-    if gallery_mask is not None:
-        dist = torch.as_tensor(dist).clone()
-        dist[~gallery_mask] = float("inf")
+    if data is not None:
+        return chapter.within_family(data, dist, query, gallery)
     return evaluate(dist, query.pids, gallery.pids, query.camids, gallery.camids)
 
 
@@ -353,9 +342,8 @@ def evaluate_cama(model: CAMA, cfg: CamaConfig, data: ChapterData, device: str =
     q, g = _features(model, cfg, data, device)
     n = model.num_branches
     metrics = rank(q, g, n, model.test_branches).metrics()
-    mask = data.family_mask(q.pids, g.pids)
-    if mask is not None:
-        family = rank(q, g, n, model.test_branches, mask)
+    family = rank(q, g, n, model.test_branches, data)
+    if family is not None:
         metrics["family"] = {"mAP": family.mAP, "rank1": family.rank1}
     extra: dict[str, Any] = {"per_branch": {}, "prefix": {}}
     for b in range(n):
@@ -384,7 +372,7 @@ def explanation_metrics(model: CAMA, cfg: CamaConfig, data: ChapterData, device:
       ``cue_area``, the cue pixels' share of the image (the energy share of a uniform map).
     """
     from reidlib.explain.maps import explanation_maps
-    from reidlib.explain.scores import branch_overlap, explanation_scores
+    from reidlib.explain.scores import branch_overlap, cue_coverage, explanation_scores
 
     model = model.to(device).eval()
     tf = build_test_transform(cfg.height, cfg.width)
@@ -418,33 +406,6 @@ def explanation_metrics(model: CAMA, cfg: CamaConfig, data: ChapterData, device:
             "cam_coverage": cue_coverage(maps.cpu(), [item.cues for item in train_items], cfg.k),
         }
     return out_metrics
-
-
-def cue_coverage(target_maps: Tensor, cue_masks: Sequence[np.ndarray], k: int) -> float:
-    """Mean share of an image's identity-cue pixels inside the union of its branches' top-``k`` CAM cells.
-
-    Args:
-        target_maps: ``(B, N, h, w)`` target-class CAMs of each branch.
-        cue_masks: ``B`` label images ``(H, W)`` (0 = no cue), ``H`` and ``W`` multiples of ``h`` and ``w``.
-        k: cells kept per branch (Eq. 5's ``k``).
-
-    Returns:
-        The mean over images that show at least one cue pixel (NaN when none does). With ``N`` branches
-        the union can hold up to ``N * k`` cells: more branches may cover more, which is the paper's point
-        (Fig. 1(c)), so compare it together with the branch overlap.
-    """
-    from reidlib.explain.scores import top_region
-
-    union = top_region(target_maps, k).any(dim=1)  # (B, h, w)
-    shares = []
-    for region, cues in zip(union, cue_masks, strict=True):
-        cue = torch.as_tensor(np.asarray(cues) > 0)
-        if not cue.any():
-            continue
-        up = region.repeat_interleave(cue.shape[0] // region.shape[0], 0)
-        up = up.repeat_interleave(cue.shape[1] // region.shape[1], 1)
-        shares.append(float((up & cue).sum() / cue.sum()))
-    return float(np.mean(shares)) if shares else float("nan")
 
 
 # ----------------------------------------------------------------------------------------- runs
@@ -503,39 +464,3 @@ def run_all(base: CamaConfig, ctx: RunContext, names: Sequence[str] | None = Non
         for name, branches in TEST_BRANCH_RUNS.items():
             run_test_branches(runs["cama_n3"], name, branches, ctx)
     return runs
-
-
-# ------------------------------------------------------------------------------------ parameters
-
-
-def config_table(configs: Mapping[str, CamaConfig]) -> list[dict[str, Any]]:
-    """Rows describing configs side by side (for the chapter's parameter table)."""
-    rows = []
-    for label, c in configs.items():
-        h, w = c.map_size
-        rows.append({
-            "setting": label,
-            "dataset": f"{c.dataset}" + (f" ({c.synth_preset})" if c.dataset == "synthreid" else ""),
-            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + (" ImageNet" if c.pretrained else " random init")
-                        + (", last stride 1" if c.last_stride == 1 else ""),
-            "input": f"{c.height}x{c.width}",
-            "map (cells)": f"{h}x{w} ({h * w})",
-            "k": f"{c.k} ({c.k_fraction:.1%})",
-            "batch": c.batch_size,
-            "optimizer": f"Adam, wd {c.weight_decay:g}",
-            "epochs": f"{c.warmup_epochs} classifier-only + {c.epochs - c.warmup_epochs}",
-            "LR": f"{c.warmup_start_lr:g} -> {c.lr:g}, x{c.lr_gamma:g} at {c.lr_milestones or 'never'}",
-        })
-    return rows
-
-
-def chapter_settings(base: CamaConfig) -> dict[str, CamaConfig]:
-    """The paper's setting, the ``cpu`` and ``full`` configs and, when it is neither, ``base`` (the config
-    a notebook runs with): the columns of the chapter's parameter table."""
-    paper = dataclasses.replace(SCALE_CONFIGS["full"], dataset="market1501")
-    settings = {"paper (Sec. 4.2, Market-1501)": paper, "cpu": SCALE_CONFIGS["cpu"],
-                "full": SCALE_CONFIGS["full"]}
-    if base not in settings.values():
-        settings[f"this run ({base.scale})"] = base
-    return settings

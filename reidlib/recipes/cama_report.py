@@ -8,6 +8,7 @@ fractions; every table here shows percent, like the paper.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,10 @@ from reidlib.recipes.cama import (
     BRANCH_SWEEP,
     CHAPTER,
     K_SWEEP_FRACTIONS,
+    SCALE_CONFIGS,
     SPREAD_SEEDS,
     TABLE4_RUNS,
+    CamaConfig,
     k_run_name,
     other_mode,
 )
@@ -48,7 +51,8 @@ def chapter_records(scale: str, root: str | os.PathLike | None = None) -> dict[s
     return report.chapter_records(CHAPTER, scale, root)
 
 
-def _paper(metric: str, setting: str, dataset: str = ABLATION_DATASET) -> float:
+def paper_metric(metric: str, setting: str, dataset: str = ABLATION_DATASET) -> float:
+    """The paper's ``metric`` (percent) for ``setting`` on ``dataset`` (default: its ablation dataset)."""
     return report.paper_value(CHAPTER, setting, dataset, metric)
 
 
@@ -59,7 +63,7 @@ def table4(records: Mapping[str, RunRecord], dataset: str = ABLATION_DATASET) ->
         rec = records.get(run)
         row: dict[str, Any] = {"setting": setting, "our run": run}
         for m in RANKS:
-            row[f"paper {m}"] = _paper(m, setting, dataset)
+            row[f"paper {m}"] = paper_metric(m, setting, dataset)
         for m in RANKS:
             row[f"ours {m}"] = _pct(rec, m)
         rows.append(row)
@@ -111,7 +115,8 @@ def branch_sweep(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     rows = []
     for n in BRANCH_SWEEP:
         rec = records.get("ide_bn" if n == 1 else f"cama_n{n}")
-        rows.append({"N": n, "paper mAP": _paper("mAP", f"N={n}"), "paper rank1": _paper("rank1", f"N={n}"),
+        rows.append({"N": n, "paper mAP": paper_metric("mAP", f"N={n}"),
+                     "paper rank1": paper_metric("rank1", f"N={n}"),
                      "ours mAP": _pct(rec, "mAP"), "ours rank1": _pct(rec, "rank1")})
     return pd.DataFrame(rows).set_index("N").round(1)
 
@@ -121,8 +126,8 @@ def table5(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     rows = []
     for setting, run in TABLE5_RUNS.items():
         rec = records.get(run)
-        rows.append({"test descriptor": setting, "paper mAP": _paper("mAP", setting),
-                     "paper rank1": _paper("rank1", setting), "ours mAP": _pct(rec, "mAP"),
+        rows.append({"test descriptor": setting, "paper mAP": paper_metric("mAP", setting),
+                     "paper rank1": paper_metric("rank1", setting), "ours mAP": _pct(rec, "mAP"),
                      "ours rank1": _pct(rec, "rank1")})
     return pd.DataFrame(rows).set_index("test descriptor").round(1)
 
@@ -239,3 +244,39 @@ def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, tit
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ parameters
+
+
+def config_table(configs: Mapping[str, CamaConfig]) -> list[dict[str, Any]]:
+    """Rows describing configs side by side (for the chapter's parameter table)."""
+    rows = []
+    for label, c in configs.items():
+        h, w = c.map_size
+        rows.append({
+            "setting": label,
+            "dataset": f"{c.dataset}" + (f" ({c.synth_preset})" if c.dataset == "synthreid" else ""),
+            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
+                        + (" ImageNet" if c.pretrained else " random init")
+                        + (", last stride 1" if c.last_stride == 1 else ""),
+            "input": f"{c.height}x{c.width}",
+            "map (cells)": f"{h}x{w} ({h * w})",
+            "k": f"{c.k} ({c.k_fraction:.1%})",
+            "batch": c.batch_size,
+            "optimizer": f"Adam, wd {c.weight_decay:g}",
+            "epochs": f"{c.warmup_epochs} classifier-only + {c.epochs - c.warmup_epochs}",
+            "LR": f"{c.warmup_start_lr:g} -> {c.lr:g}, x{c.lr_gamma:g} at {c.lr_milestones or 'never'}",
+        })
+    return rows
+
+
+def chapter_settings(base: CamaConfig) -> dict[str, CamaConfig]:
+    """The paper's setting, the ``cpu`` and ``full`` configs and, when it is neither, ``base`` (the config
+    a notebook runs with): the columns of the chapter's parameter table."""
+    paper = dataclasses.replace(SCALE_CONFIGS["full"], dataset="market1501")
+    settings = {"paper (Sec. 4.2, Market-1501)": paper, "cpu": SCALE_CONFIGS["cpu"],
+                "full": SCALE_CONFIGS["full"]}
+    if base not in settings.values():
+        settings[f"this run ({base.scale})"] = base
+    return settings

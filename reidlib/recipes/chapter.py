@@ -10,7 +10,8 @@ everything around that which does not depend on the paper:
 * :func:`config_for` / :func:`run_config`: a scale's config with overrides, and a run's config from a run
   table (``{run name: overrides}``), with errors that name the unknown field or run.
 * :class:`ChapterData` / :func:`load_data`: SynthReID rendered once into memory, or a real dataset of
-  :mod:`reidlib.data.registry`; look-alike families (SynthReID).
+  :mod:`reidlib.data.registry`; its loaders (:func:`train_loader`, :func:`test_loader`) and ranking within
+  SynthReID's look-alike families (:func:`within_family`).
 * :class:`RunContext`, :func:`train_run`, :func:`evaluation_run`, :func:`run_all`: the run wrapper. It
   owns the run folder (``runs/<chapter>/<scale>/<run>/``), seeding, the weights file, reuse of a finished
   run with the same config (reloading its weights), resuming an interrupted training, and the one log
@@ -26,24 +27,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from reidlib.data.records import ReIDSplits
+from reidlib.data.dataset import ImageDataset
+from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
-from reidlib.engine.seeding import seed_everything
+from reidlib.data.registry import open_dataset
+from reidlib.engine.extract import Features
+from reidlib.engine.seeding import make_generator, seed_everything
+from reidlib.evaluation.rank import RankResult, evaluate
 from reidlib.results.paths import runs_root
 from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
 from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
     "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "config_for",
-    "evaluation_run", "load_data", "log_line", "run_all", "run_config", "train_run",
+    "evaluation_run", "load_data", "log_line", "run_all", "run_config", "test_loader", "train_loader",
+    "train_run", "within_family",
 ]
 
 C = TypeVar("C", bound="ChapterConfig")
@@ -155,6 +163,26 @@ class ChapterData:
             return None
         return -1 if pid <= 0 else int(self.synth.family_of(pid))
 
+    def distractors(self, count: int, chunk: int = 1024, seed: int = 0
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``count`` extra SynthReID distractors (identities outside every split) as chunks of
+        ``(images (n, H, W, 3) uint8, camids (n,))``, rendered once and kept in :attr:`cache` for the next
+        model (``count x H x W x 3`` bytes: 74 MB for 12,000 images at 64x32).
+
+        Raises:
+            NotImplementedError: real data (an extra gallery such as Market+500K is not wired in).
+        """
+        if self.synth is None:
+            raise NotImplementedError("extra distractors are rendered for SynthReID only "
+                                      "(Market+500K is not wired in)")
+        from reidlib.data.synthetic_distractors import iter_distractor_chunks
+
+        key = ("distractors", count, chunk, seed)
+        if key not in self.cache:
+            chunks = iter_distractor_chunks(self.synth, count, chunk, seed)
+            self.cache[key] = [(images, camids) for images, _, camids in chunks]
+        return self.cache[key]
+
     def family_mask(self, query_pids: Iterable[int], gallery_pids: Iterable[int]) -> torch.Tensor | None:
         """``(Q, G)`` bool: the gallery image is in the query's look-alike family (``None`` for real data)."""
         if self.synth is None:
@@ -171,19 +199,49 @@ def load_data(cfg: ChapterConfig, data_root: str | os.PathLike | None = None) ->
     Raises:
         ValueError: a real dataset without ``data_root``.
     """
-    if cfg.dataset == SYNTHREID:
-        from reidlib.data.synthetic import SynthReID
-
-        height, width = cfg.render_size
-        synth = SynthReID(preset=cfg.synth_preset, seed=cfg.synth_seed, height=height, width=width)
-        synth.precache(progress=False)  # every image is read once per epoch and run: render each once
-        return ChapterData(synth.splits, synth.load_image, synth, f"synthreid_{cfg.synth_preset}")
-    if data_root is None:
+    if cfg.dataset != SYNTHREID and data_root is None:
         raise ValueError(f"dataset {cfg.dataset!r} needs data_root= (the folder holding it)")
-    from reidlib.data.dataset import open_rgb
-    from reidlib.data.registry import load_dataset
+    height, width = cfg.render_size
+    splits, source, synth = open_dataset(cfg.dataset, data_root, preset=cfg.synth_preset,
+                                         seed=cfg.synth_seed, height=height, width=width)
+    name = f"synthreid_{cfg.synth_preset}" if synth is not None else cfg.dataset
+    return ChapterData(splits, source, synth, name)
 
-    return ChapterData(load_dataset(cfg.dataset, data_root), open_rgb, None, cfg.dataset)
+
+def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int, seed: int,
+                 num_workers: int = 0) -> DataLoader:
+    """Shuffled training batches of ``batch_size`` (the last partial one dropped) through ``transform``;
+    their order depends on ``seed`` only, whichever runs trained before.
+
+    Raises:
+        ValueError: fewer training images than one batch.
+    """
+    train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
+    if len(train) < batch_size:
+        raise ValueError(f"{data.name}: {len(train)} training images, fewer than one batch of "
+                         f"{batch_size}")
+    return DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
+                      generator=make_generator(seed), num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
+
+
+def test_loader(data: ChapterData, records: Sequence[Record], transform: Callable[[Any], torch.Tensor],
+                batch_size: int = 128) -> DataLoader:
+    """``records`` in order through ``transform`` (for feature extraction)."""
+    dataset = ImageDataset(records, transform, image_source=data.image_source)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def within_family(data: ChapterData, dist: torch.Tensor | np.ndarray, query: Features, gallery: Features
+                  ) -> RankResult | None:
+    """mAP/CMC when each query is ranked only against the gallery images of its own look-alike family
+    (SynthReID; ``None`` for real data): the other images get an infinite distance ``(Q, G)``."""
+    mask = data.family_mask(query.pids, gallery.pids)
+    if mask is None:
+        return None
+    dist = torch.as_tensor(dist).clone()
+    dist[~mask] = float("inf")
+    return evaluate(dist, query.pids, gallery.pids, query.camids, gallery.camids)
 
 
 # --------------------------------------------------------------------------------------------- runs

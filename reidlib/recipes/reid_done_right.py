@@ -40,7 +40,7 @@ and BN stays frozen (:class:`~reidlib.engine.bn.FrozenBatchNorm`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader
 
 from reidlib.data.batches import UpdateBatches
 from reidlib.data.dataset import ImageDataset
-from reidlib.data.records import Record, records_by_pid
+from reidlib.data.records import Record, one_per_identity
 from reidlib.data.samplers import pk_batch_indices
 from reidlib.data.transforms import (
     IMAGENET_MEAN,
@@ -70,7 +70,8 @@ from reidlib.engine.seeding import make_generator
 from reidlib.engine.trainer import Trainer
 from reidlib.evaluation.features import evaluate_features
 from reidlib.evaluation.query_expansion import query_expansion
-from reidlib.evaluation.rank import RankResult, evaluate
+from reidlib.evaluation.rank import RankResult
+from reidlib.explain.scores import chance_scores
 from reidlib.losses import BatchHardTripletLoss, IdentityLoss, TripletRankingLoss
 from reidlib.losses.mining import MINING_MODES, TripletPool
 from reidlib.models.backbone import build_backbone
@@ -477,16 +478,6 @@ def _rank(q: Features, g: Features, qf: Tensor | None = None, gf: Tensor | None 
                              gallery_chunk=gallery_chunk)
 
 
-def family_map(data: ChapterData, q: Features, g: Features) -> float | None:
-    """mAP when each query is ranked only against gallery images of its own look-alike family."""
-    mask = data.family_mask(q.pids, g.pids)
-    if mask is None:
-        return None
-    dist = torch.cdist(q.feats, g.feats)
-    dist[~mask] = float("inf")
-    return float(evaluate(dist, q.pids, g.pids, q.camids, g.camids).mAP)
-
-
 def evaluate_model(model: nn.Module, cfg: RdrConfig, data: ChapterData, which: str = "embedding"
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Retrieval metrics of a model at ``cfg.max_side``: ``(metrics, extra)``.
@@ -503,9 +494,9 @@ def evaluate_model(model: nn.Module, cfg: RdrConfig, data: ChapterData, which: s
     qe_q, qe_g = query_expansion(q.feats, g.feats, cfg.qe_k_query, cfg.qe_k_db)
     metrics["qe"] = {k: v for k, v in _rank(q, g, qe_q, qe_g).metrics().items() if k != "cmc"}
     metrics["krr"] = {k: v for k, v in _rank(q, g, rerank=True).metrics().items() if k != "cmc"}
-    fam = family_map(data, q, g)
-    if fam is not None:
-        metrics["family"] = {"mAP": fam}
+    family = chapter.within_family(data, torch.cdist(q.feats, g.feats), q, g)
+    if family is not None:
+        metrics["family"] = {"mAP": family.mAP}
     extra = {"ap": [float(a) for a in plain.ap], "query_index": [int(i) for i in plain.query_index]}
     return metrics, extra
 
@@ -592,30 +583,16 @@ def distractor_counts(scale: str, gallery_size: int) -> list[int]:
 
 
 @torch.no_grad()
-def distractor_features(model: nn.Module, cfg: RdrConfig, data: ChapterData, count: int, chunk: int = 1024,
-                        seed: int = 0) -> tuple[Tensor, np.ndarray]:
-    """Descriptors ``(count, D)`` and cameras of ``count`` extra SynthReID distractors, rendered and
-    described ``chunk`` at a time. The rendered uint8 images stay in ``data.cache`` for the
-    next model (``count x H x W x 3`` bytes: 74 MB for 12,000 images at 64x32).
-
-    Raises:
-        NotImplementedError: real datasets (Market+500K is not wired in).
-    """
-    if data.synth is None:
-        raise NotImplementedError("extra distractors are rendered for SynthReID only "
-                                  "(Market+500K is not wired in)")
+def distractor_features(model: nn.Module, cfg: RdrConfig, data: ChapterData, count: int, seed: int = 0
+                        ) -> tuple[Tensor, np.ndarray]:
+    """Descriptors ``(count, D)`` and cameras of ``count`` extra SynthReID distractors
+    (:meth:`reidlib.recipes.chapter.ChapterData.distractors`, rendered once per session)."""
     from PIL import Image
-
-    from reidlib.data.synthetic_distractors import iter_distractor_chunks
 
     tf = test_transform(cfg)
     model.eval()
     feats, cams = [], []
-    key = ("distractors", count, chunk, seed)
-    if key not in data.cache:
-        chunks = iter_distractor_chunks(data.synth, count, chunk, seed)
-        data.cache[key] = [(images, camids) for images, _, camids in chunks]
-    for images, camids in data.cache[key]:
+    for images, camids in data.distractors(count, seed=seed):
         feats.append(descriptors(model, [tf(Image.fromarray(im)) for im in images]).cpu())
         cams.append(camids)
     if not feats:
@@ -657,8 +634,7 @@ def attention_items(data: ChapterData, count: int) -> list[Any]:
     """``count`` SynthReID query samples (with cue masks), spread over identities."""
     if data.synth is None:
         raise NotImplementedError("attention scores need SynthReID's cue masks")
-    chosen = [recs[0] for _, recs in sorted(records_by_pid(data.splits.query).items())][:count]
-    return [data.synth.render(r.path) for r in chosen]
+    return [data.synth.render(r.path) for r in one_per_identity(data.splits.query, count)]
 
 
 def attention_scores(model: nn.Module, cfg: RdrConfig, items: Sequence[Any]):
@@ -689,11 +665,7 @@ def run_attention(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
 
     def uniform_fn() -> tuple[dict[str, Any], dict[str, Any]]:
         items = attention_items(ctx.data, cfg.explain_images)
-        area_cues = float(np.mean([(it.cues > 0).mean() for it in items]))
-        body = float(np.mean([1 - _background_share(it) for it in items]))
-        metrics = {"energy_cues": area_cues, "energy_body": body, "energy_background": 1 - body,
-                   "area_cues": area_cues, "area_body": body, "cue_lift": 1.0}
-        return metrics, {"images": len(items)}
+        return chance_scores(items), {"images": len(items)}
 
     uniform_config = {"explain_images": cfg.explain_images, "dataset": ctx.data.name, "scale": cfg.scale,
                       "seed": cfg.seed, "attention": "uniform"}
@@ -703,41 +675,3 @@ def run_attention(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
                                           evaluated_from=base.name),
         "uniform": chapter.evaluation_run(ctx, "attention_uniform", uniform_config, uniform_fn),
     }
-
-
-def _background_share(item: Any) -> float:
-    from reidlib.explain.scores import body_label_values
-
-    body = np.isin(item.parts, body_label_values()) | (item.cues > 0)
-    return float(1 - body.mean())
-
-
-# ------------------------------------------------------------------------------------ tables
-
-
-# ------------------------------------------------------------------------------------ parameters
-
-
-def config_table(configs: Mapping[str, RdrConfig]) -> list[dict[str, Any]]:
-    """Rows describing configs side by side (the chapter's parameter table)."""
-    rows = []
-    for label, c in configs.items():
-        data = c.dataset + (f" ({c.synth_preset}, drawn at {c.render_height}x{c.render_width})"
-                            if c.dataset == "synthreid" else "")
-        rows.append({
-            "setting": label,
-            "dataset": data,
-            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + (" ImageNet" if c.pretrained else " random init")
-                        + f"; depths {'/'.join(map(str, c.depth_sweep))}",
-            "descriptor": f"{c.pool} pooling, FC to {c.dim}, L2",
-            "stage 1": f"{c.cls_epochs} epochs, {c.cls_size}x{c.cls_size} crops "
-                       f"(area {c.cls_crop_scale[0]:g}-1), batch {c.cls_batch}, "
-                       f"SGD {c.cls_lr:g} -> {c.cls_final_lr:g}",
-            "stage 2": f"{c.iterations} updates x {c.batch_triplets} triplets, SGD {c.lr:g} halved every "
-                       f"{c.half_life:g}, m = {c.margin:g}",
-            "input M": f"{c.max_side} (sweep {'/'.join(map(str, c.size_sweep))})",
-            "mining": f"{c.mining}: N = {c.pool_size}, k = {c.pool_updates}, top {c.num_hard}",
-            "cut-out": f"{c.cutout}, max area {c.cutout_max_area:g}",
-        })
-    return rows

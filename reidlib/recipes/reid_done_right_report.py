@@ -351,3 +351,31 @@ def implicit_attention_figure(runs: Mapping[str, RdrRun], data: ChapterData, pid
                          "(white: its ground-truth cues)",
                          map_label="Grad-CAM of the 50 strongest dimensions",
                          column_titles=[f"cam {r.camid + 1}" for r in recs], contours=contours)
+
+
+# ------------------------------------------------------------------------------------ parameters
+
+
+def config_table(configs: Mapping[str, RdrConfig]) -> list[dict[str, Any]]:
+    """Rows describing configs side by side (the chapter's parameter table)."""
+    rows = []
+    for label, c in configs.items():
+        data = c.dataset + (f" ({c.synth_preset}, drawn at {c.render_height}x{c.render_width})"
+                            if c.dataset == "synthreid" else "")
+        rows.append({
+            "setting": label,
+            "dataset": data,
+            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
+                        + (" ImageNet" if c.pretrained else " random init")
+                        + f"; depths {'/'.join(map(str, c.depth_sweep))}",
+            "descriptor": f"{c.pool} pooling, FC to {c.dim}, L2",
+            "stage 1": f"{c.cls_epochs} epochs, {c.cls_size}x{c.cls_size} crops "
+                       f"(area {c.cls_crop_scale[0]:g}-1), batch {c.cls_batch}, "
+                       f"SGD {c.cls_lr:g} -> {c.cls_final_lr:g}",
+            "stage 2": f"{c.iterations} updates x {c.batch_triplets} triplets, SGD {c.lr:g} halved every "
+                       f"{c.half_life:g}, m = {c.margin:g}",
+            "input M": f"{c.max_side} (sweep {'/'.join(map(str, c.size_sweep))})",
+            "mining": f"{c.mining}: N = {c.pool_size}, k = {c.pool_updates}, top {c.num_hard}",
+            "cut-out": f"{c.cutout}, max area {c.cutout_max_area:g}",
+        })
+    return rows

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reidlib.scale import SCALES
 from reidlib.results.paths import book_data_root
 from reidlib.results.store import list_runs, load_run, lookup_metric
+from reidlib.scale import SCALES
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"

@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reidlib.scale import SCALES
 from reidlib.results.paths import results_root
 from reidlib.results.provenance import collect_provenance
+from reidlib.scale import SCALES
 
 SCHEMA_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")

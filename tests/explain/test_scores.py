@@ -13,6 +13,8 @@ from torch import nn
 from reidlib.explain.scores import (
     body_label_values,
     branch_overlap,
+    chance_scores,
+    cue_coverage,
     cue_label_names,
     energy_in_mask,
     explanation_scores,
@@ -170,3 +172,30 @@ def test_scores_errors():
                            progress=False)
     with pytest.raises(ValueError, match="no `image`"):
         explanation_scores(model, [object()], "cam", **NAMES, progress=False)
+
+
+def test_cue_coverage_by_hand():
+    maps = torch.zeros(1, 2, 2, 2)
+    maps[0, 0, 0, 0] = 1.0  # branch 1's top cell: top-left
+    maps[0, 1, 1, 1] = 1.0  # branch 2's top cell: bottom-right
+    cues = np.zeros((4, 4), np.uint8)
+    cues[0:2, 0:2] = 1  # a cue filling the top-left cell
+    cues[2, 0] = 2  # and one pixel of the bottom-left cell (covered by no branch)
+    assert cue_coverage(maps, [cues], k=1) == pytest.approx(4 / 5)
+    assert cue_coverage(maps[:, :1], [cues], k=1) == pytest.approx(4 / 5)
+    assert np.isnan(cue_coverage(maps, [np.zeros((4, 4), np.uint8)], k=1))
+
+
+def test_chance_scores_are_the_areas():
+    from types import SimpleNamespace
+
+    parts = np.zeros((4, 4), np.uint8)
+    parts[:, :2] = body_label_values()[0]  # half the image is body
+    cues = np.zeros((4, 4), np.uint8)
+    cues[0, 3] = 1  # one cue pixel outside the body counts as body too
+    s = chance_scores([SimpleNamespace(parts=parts, cues=cues)])
+    assert s["area_cues"] == s["energy_cues"] == pytest.approx(1 / 16)
+    assert s["area_body"] == pytest.approx(9 / 16) and s["energy_background"] == pytest.approx(7 / 16)
+    with pytest.raises(ValueError, match="no samples"):
+        chance_scores([])
+

@@ -9,8 +9,8 @@ from reidlib.explain.scores import branch_overlap
 from reidlib.losses.oap import CamaLoss, target_class_maps
 from reidlib.models.backbone import build_backbone
 from reidlib.models.cama import CAMA
-from reidlib.recipes import cama, chapter
-from reidlib.recipes.cama import CamaConfig, config_for, cue_coverage
+from reidlib.recipes import cama, cama_report, chapter
+from reidlib.recipes.cama import CamaConfig, config_for
 
 
 def test_scale_configs_keep_the_papers_k_as_a_share_of_the_cells():
@@ -82,18 +82,6 @@ def test_explain_records_take_one_image_per_identity_first():
     assert len(one_per_identity(recs, 100)) == 9
 
 
-def test_cue_coverage_by_hand():
-    maps = torch.zeros(1, 2, 2, 2)
-    maps[0, 0, 0, 0] = 1.0  # branch 1's top cell: top-left
-    maps[0, 1, 1, 1] = 1.0  # branch 2's top cell: bottom-right
-    cues = np.zeros((4, 4), np.uint8)
-    cues[0:2, 0:2] = 1  # a cue filling the top-left cell
-    cues[2, 0] = 2  # and one pixel of the bottom-left cell (covered by no branch)
-    assert cue_coverage(maps, [cues], k=1) == pytest.approx(4 / 5)
-    assert cue_coverage(maps[:, :1], [cues], k=1) == pytest.approx(4 / 5)
-    assert np.isnan(cue_coverage(maps, [np.zeros((4, 4), np.uint8)], k=1))
-
-
 def test_cpu_backbone_is_a_narrow_resnet_without_last_stride():
     cfg = cama.SCALE_CONFIGS["cpu"]
     model = cama.build_model(cfg, num_classes=5)
@@ -127,11 +115,11 @@ def test_training_with_oap_reduces_branch_overlap():
 
 
 def test_chapter_settings_lists_paper_cpu_full_and_other_runs():
-    settings = cama.chapter_settings(cama.SCALE_CONFIGS["cpu"])
+    settings = cama_report.chapter_settings(cama.SCALE_CONFIGS["cpu"])
     assert list(settings) == ["paper (Sec. 4.2, Market-1501)", "cpu", "full"]
     assert settings["paper (Sec. 4.2, Market-1501)"].dataset == "market1501"
-    assert len(cama.chapter_settings(cama.SCALE_CONFIGS["smoke"])) == 4
-    rows = cama.config_table(settings)
+    assert len(cama_report.chapter_settings(cama.SCALE_CONFIGS["smoke"])) == 4
+    rows = cama_report.config_table(settings)
     assert rows[0]["k"].startswith("13 ") and rows[0]["input"] == "256x128"
 
 
