@@ -260,19 +260,16 @@ def build_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return IDEBN(num_classes, **common)
 
 
-class BaselineLoss(LossSum):
+def baseline_loss(cfg: LossConfig) -> LossSum:
     """``ce_weight * IdentityLoss(label_smoothing) + triplet_weight * BatchHardTripletLoss(margin,
     triplet_metric)`` (on ``features[0]``), as :class:`LossConfig` says; weight-0 terms are skipped.
 
     Logs ``ce``, ``acc`` (training accuracy of the first branch), ``triplet`` and ``active_fraction``;
     the Trainer logs the total as ``loss`` itself.
     """
-
-    def __init__(self, cfg: LossConfig) -> None:
-        super().__init__([(cfg.ce_weight, IdentityLoss(cfg.label_smoothing)),
-                          (cfg.triplet_weight, BatchHardTripletLoss(cfg.margin, cfg.triplet_metric))],
-                         log_total=False)
-        self.cfg = cfg
+    return LossSum([(cfg.ce_weight, IdentityLoss(cfg.label_smoothing)),
+                    (cfg.triplet_weight, BatchHardTripletLoss(cfg.margin, cfg.triplet_metric))],
+                   log_total=False)
 
 
 def num_classes_in(state: Mapping[str, Tensor]) -> int:
@@ -343,7 +340,7 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
     callbacks = []
     if ev.every:
         callbacks.append(PeriodicEvaluation(lambda tr: _short(evaluate(tr.model)), every=ev.every))
-    trainer = Trainer(model, BaselineLoss(cfg.loss), data.train_loader, cfg.train, out, device=dev,
+    trainer = Trainer(model, baseline_loss(cfg.loss), data.train_loader, cfg.train, out, device=dev,
                       callbacks=callbacks, record=_resume_record(cfg))
     history = trainer.fit(resume=resume)
     result = evaluate(trainer.model)

@@ -309,7 +309,8 @@ def train_run(
     Training: the torch, numpy and python RNGs are seeded with the config's ``seed``, ``build()`` makes the
     model, ``train(model, folder)`` trains it in the run folder and returns its history (the engine's
     trainer resumes there from ``latest.pt`` after a crash), the weights go to ``model.pt``, then
-    ``evaluate(model)`` returns ``(metrics, extra)`` and the results file is written (atomically: a run that
+    ``evaluate(model)`` (on the training device) returns ``(metrics, extra)`` and the results file is
+    written (atomically: a run that
     fails leaves no results file of its own, and a finished run's file is replaced only when the new one is
     complete). The trainer's ``latest.pt`` is removed only after that.
 
@@ -331,10 +332,10 @@ def train_run(
         seed_everything(int(seed))
         model = build()
         history = train(model, folder)
-        model = model.cpu().eval()
-        torch.save(model.state_dict(), weights)
-        trained["model"] = model
+        model.eval()  # still on the training device: evaluation runs there too
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
         metrics, extra = evaluate(model)
+        trained["model"] = model.cpu()
         return RunOutcome(metrics=metrics, history=history, extra=extra)
 
     config = cfg if stored_config is None else stored_config

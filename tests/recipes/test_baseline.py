@@ -7,8 +7,8 @@ from reidlib.engine.config import ConfigError, from_dict
 from reidlib.models.output import ReIDOutput
 from reidlib.recipes.baseline import (
     BaselineConfig,
-    BaselineLoss,
     LossConfig,
+    baseline_loss,
     build_model,
     load_baseline_config,
     num_classes_in,
@@ -41,7 +41,7 @@ def test_loss_is_weighted_sum_of_ce_and_triplet():
     torch.manual_seed(0)
     pids = torch.tensor([0, 0, 1, 1])
     feats, logits = torch.randn(4, 5, requires_grad=True), torch.randn(4, 3, requires_grad=True)
-    loss_fn = BaselineLoss(LossConfig(ce_weight=2.0, label_smoothing=0.0, triplet_weight=0.5, margin=0.3))
+    loss_fn = baseline_loss(LossConfig(ce_weight=2.0, label_smoothing=0.0, triplet_weight=0.5, margin=0.3))
     total, terms = loss_fn(_output(feats, logits), {"pid": pids})
     ce = torch.nn.functional.cross_entropy(logits, pids)
     d = torch.cdist(feats, feats)
@@ -57,7 +57,7 @@ def test_loss_is_weighted_sum_of_ce_and_triplet():
 
 
 def test_ce_only_and_model_classes():
-    loss_fn = BaselineLoss(LossConfig(triplet_weight=0.0))
+    loss_fn = baseline_loss(LossConfig(triplet_weight=0.0))
     total, terms = loss_fn(_output(torch.randn(2, 4), torch.randn(2, 3)), {"pid": torch.tensor([0, 1])})
     assert "triplet" not in terms and total.ndim == 0
     model = build_model(load_baseline_config(CONFIGS / "baseline_synth_tiny.yaml").model, num_classes=7)
