@@ -130,3 +130,35 @@ def test_smoke_run_end_to_end(tmp_path):
     assert curve.metrics["curve"]["0"]["mAP"] == pytest.approx(run.metrics["mAP"], abs=1e-6)
     att = R.run_attention(run, ctx)
     assert 0 <= att["rdr"].metrics["energy_cues"] <= 1
+
+
+@pytest.mark.slow
+def test_stage_two_resumes_bit_exactly_after_a_crash(tmp_path, monkeypatch):
+    from reidlib.engine.callbacks import StepLog
+
+    base = R.config_for("smoke")  # 4 updates: 2 epochs of 2 updates (one pool refresh each)
+    data = chapter.load_data(base)
+
+    def fresh():
+        torch.manual_seed(0)
+        return R.initialise(R.build_model(base), base, data, None)
+
+    whole = fresh()
+    history = R.train_ranking(whole, base, data, tmp_path / "whole")
+
+    original = StepLog.on_step_end
+
+    def crash_at_step_3(self, trainer, step, logs):
+        original(self, trainer, step, logs)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepLog, "on_step_end", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        R.train_ranking(fresh(), base, data, tmp_path / "crashed")
+    monkeypatch.setattr(StepLog, "on_step_end", original)
+    resumed = fresh()
+    again = R.train_ranking(resumed, base, data, tmp_path / "crashed")  # resumes after epoch 1
+    for p, q in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    assert again == history  # the same per-update losses, pool refreshes included
