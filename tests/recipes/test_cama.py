@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.data.records import Record, one_per_identity
 from reidlib.explain.scores import branch_overlap
 from reidlib.losses.oap import CamaLoss, target_class_maps
 from reidlib.models.backbone import build_backbone
@@ -73,13 +72,6 @@ def test_runs_cover_every_table_and_figure():
         cama.run_config(name, cama.SCALE_CONFIGS["smoke"])  # every run's config is valid
     with pytest.raises(ValueError, match="unknown run"):
         cama.run_config("nope", cama.SCALE_CONFIGS["smoke"])
-
-
-def test_explain_records_take_one_image_per_identity_first():
-    recs = [Record(f"{p}_{i}", p, 0) for p in (3, 1, 2) for i in range(3)]
-    chosen = one_per_identity(recs, 4)
-    assert [r.pid for r in chosen] == [1, 2, 3, 1]
-    assert len(one_per_identity(recs, 100)) == 9
 
 
 def test_cpu_backbone_is_a_narrow_resnet_without_last_stride():
