@@ -438,7 +438,7 @@ def train_ranking(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData, ou
     engine's :class:`Trainer`, ``iterations / pool_updates`` epochs of ``pool_updates`` updates.
 
     Returns the history: one entry per update with ``iteration``, ``loss`` (mean over the update's
-    triplets), ``active`` (share of triplets with a positive loss) and ``lr`` (after the update); at every
+    triplets), ``active`` (share of triplets with a positive loss) and ``lr`` (the rate it used); at every
     pool refresh also ``pool_hard_loss`` (mean loss of the pool's hardest triplets under the current
     model: how hard the mined triplets still are).
     """
