@@ -141,7 +141,20 @@ class StepProgress(Callback):
             t.set_progress(p)
 
 
-class StepLog(Callback):
+class _KeepsEntries(Callback):
+    """A callback that records ``entries`` (plain dicts) and checkpoints them, so a resumed run keeps the
+    entries written before the interruption."""
+
+    entries: list[dict[str, float]]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"entries": deepcopy(self.entries)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.entries = list(state["entries"])
+
+
+class StepLog(_KeepsEntries):
     """Keep every optimizer step's logs (``{"iteration": step, "loss", terms..., "lr"}``, ``iteration``
     counted from 1, ``lr`` the rate the step used) in ``entries``; checkpointed with the run, so a resumed
     run keeps the steps before."""
@@ -156,14 +169,8 @@ class StepLog(Callback):
     def on_step_end(self, trainer: Trainer, step: int, logs: Mapping[str, float]) -> None:
         self.entries.append({"iteration": step, **{k: float(v) for k, v in logs.items()}, "lr": self._lr})
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"entries": deepcopy(self.entries)}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.entries = list(state["entries"])
-
-
-class EpochStart(Callback):
+class EpochStart(_KeepsEntries):
     """Run ``fn(trainer) -> logs or None`` at the start of every epoch (e.g. seed 001's refresh of the
     triplet pool with the current model); returned logs are kept in ``entries`` as
     ``{"iteration": next step, **logs}`` and added to that epoch's history entry."""
@@ -181,9 +188,3 @@ class EpochStart(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         logs.update(self._pending)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"entries": deepcopy(self.entries)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.entries = list(state["entries"])
