@@ -1,7 +1,7 @@
 """Figures and table styling of the claims ledger page.
 
-Colours are keyed by verdict name (:data:`reidlib.results.claims.VERDICTS`). The three verdicts known
-today have fixed colours (green reproduced, orange not reproduced, grey not yet run); any other verdict
+Colours are keyed by verdict name (:data:`reidlib.results.claims.VERDICTS`). The four verdicts have fixed
+colours (green reproduced, orange contradicted, blue inconclusive, grey not yet run); any other verdict
 gets the next unused colour of the book's palette (neutral grey once the palette is spent), so a verdict
 added to ``VERDICTS`` is drawn and shaded without changes here.
 """
@@ -16,15 +16,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reidlib.figures.style import MATCH_COLOR, MISMATCH_COLOR, OKABE_ITO, use_book_style
-from reidlib.results.claims import NOT_REPRODUCED, NOT_YET_RUN, REPRODUCED, VERDICTS
+from reidlib.results.claims import VERDICTS
+from reidlib.results.intervals import CONTRADICTED, INCONCLUSIVE, NOT_YET_RUN, REPRODUCED
 from reidlib.results.verdicts import verdict_order, verdicts_per_chapter
 
 #: Colour of a verdict whose palette is spent.
 NEUTRAL_COLOR = "#BBBBBB"
-#: Fixed bar colours of the verdicts known today.
-VERDICT_COLORS = {REPRODUCED: MATCH_COLOR, NOT_REPRODUCED: MISMATCH_COLOR, NOT_YET_RUN: NEUTRAL_COLOR}
-#: Fixed pale cell backgrounds of the verdicts known today (tables).
-VERDICT_SHADES = {REPRODUCED: "#cdeee3", NOT_REPRODUCED: "#f6d5c2", NOT_YET_RUN: "#eeeeee"}
+#: Fixed bar colours of the four verdicts (Okabe-Ito sky blue for inconclusive).
+VERDICT_COLORS = {REPRODUCED: MATCH_COLOR, CONTRADICTED: MISMATCH_COLOR, INCONCLUSIVE: "#56B4E9",
+                  NOT_YET_RUN: NEUTRAL_COLOR}
+#: Fixed pale cell backgrounds of the four verdicts (tables).
+VERDICT_SHADES = {REPRODUCED: "#cdeee3", CONTRADICTED: "#f6d5c2", INCONCLUSIVE: "#dcedf8",
+                  NOT_YET_RUN: "#eeeeee"}
 #: Share of a verdict's colour in a derived cell background (the rest is white).
 SHADE_STRENGTH = 0.22
 

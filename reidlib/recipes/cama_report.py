@@ -181,12 +181,6 @@ def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[s
     return report.seed_spread(records, SPREAD_RUNS, metric)
 
 
-def claims_table(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.DataFrame:
-    """The claims section (:func:`reidlib.recipes.report.claims_table`), noise judged against IDE+BN's
-    seed spread in ``mAP``, ``rank1`` and ``family.mAP``."""
-    return report.claims_table(claims, records, SPREAD_RUNS, ("mAP", "rank1", "family.mAP"))
-
-
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],
                    title: str = "Training loss per epoch") -> Figure:
     """Loss per epoch (and the periodic mAP where recorded) of ``runs``, from their histories."""

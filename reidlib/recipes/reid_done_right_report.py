@@ -134,15 +134,6 @@ def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[s
     return report.seed_spread(records, SPREAD_RUNS, metric)
 
 
-def claims_table(claims: pd.DataFrame, records: Mapping[str, RunRecord]) -> pd.DataFrame:
-    """The claims section (:func:`reidlib.recipes.report.claims_table`), noise judged against the main
-    run's seed spread in ``mAP`` and ``rank1``."""
-    return report.claims_table(claims, records, SPREAD_RUNS)
-
-
-# ------------------------------------------------------------------------------------- plots
-
-
 def plot_training(records: Mapping[str, RunRecord], classification: Sequence[str], ranking: Sequence[str],
                   smooth: int = 4) -> Figure:
     """Left: stage-1 loss and accuracy per epoch. Right: stage-2 triplet loss per update (moving

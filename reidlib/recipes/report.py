@@ -2,7 +2,8 @@
 the seed spread of a setting and the claims section.
 
 Everything here reads results files (never a model in memory), so a chapter's tables and prose show what
-its runs wrote. Our metrics are stored as fractions; :func:`percent` and the tables built on it show
+its runs wrote; verdicts come from :mod:`reidlib.results.claims`. Our metrics are stored as fractions;
+:func:`percent` and the tables built on it show
 percent, like the papers.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
 __all__ = ["chapter_records", "claims_summary", "claims_table", "metric", "paper_value", "percent",
-           "seed_spread", "verdict_text", "within_noise"]
+           "seed_spread", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -62,47 +63,39 @@ def seed_spread(records: Mapping[str, RunRecord], runs: Iterable[str], metric_na
     return noise.spread(percent(records[r], metric_name) for r in runs if r in records)
 
 
-def within_noise(claims: pd.DataFrame, records: Mapping[str, RunRecord], runs: Sequence[str],
-                 metrics: Sequence[str] = ("mAP", "rank1")) -> pd.Series:
-    """Per claim: was its verdict decided by less than the seed-to-seed range of ``runs`` in the claim's
-    metric? ``None`` for metrics without a measured spread."""
-    return noise.within_noise(claims, {m: seed_spread(records, runs, m)["range"] for m in metrics})
-
-
-def claims_table(claims: pd.DataFrame, records: Mapping[str, RunRecord], runs: Sequence[str],
-                 metrics: Sequence[str] = ("mAP", "rank1")) -> pd.DataFrame:
-    """The chapter's claims section: one row per claim (index ``id``) with ``claim``, ``verdict``,
-    ``margin (points)`` (the deciding difference in percentage points), ``within seed noise``
-    (:func:`within_noise` of ``runs``), ``detail`` and ``paper_evidence``."""
+def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """The chapter's claims section from :func:`reidlib.results.claims.evaluate_claims` at one scale:
+    one row per claim (index ``id``) with ``claim``, ``verdict``, ``difference (points)`` (the mean paired
+    difference that decided it, percentage points for rates), ``95% interval (points)``, ``paired seeds``,
+    ``detail`` and ``paper_evidence``."""
     out = claims.copy()
-    out["margin (points)"] = (100 * pd.to_numeric(out["margin"], errors="coerce")).round(2)
-    out["within seed noise"] = within_noise(claims, records, runs, metrics)
-    return out[["id", "claim", "verdict", "margin (points)", "within seed noise", "detail",
-                "paper_evidence"]].set_index("id")
+    points = lambda col: (100 * pd.to_numeric(out[col], errors="coerce")).round(2)  # noqa: E731
+    out["difference (points)"] = points("margin")
+    low, high = points("low"), points("high")
+    out["95% interval (points)"] = [f"[{lo:+.2f}, {hi:+.2f}]" if pd.notna(lo) and pd.notna(hi) else "none"
+                                    for lo, hi in zip(low, high, strict=True)]
+    out["paired seeds"] = out["seeds"].astype(int)
+    return out[["id", "claim", "verdict", "difference (points)", "95% interval (points)", "paired seeds",
+                "detail", "paper_evidence"]].set_index("id")
 
 
-def claims_summary(table: pd.DataFrame, scale: str, spread_range: float, spread_of: str) -> str:
-    """Markdown: how many of the chapter's claims reproduce at ``scale``, how many verdicts fall within
-    the seed spread (``spread_range`` points of mAP, measured on ``spread_of``), and each claim that does
-    not reproduce with its evidence. ``table`` is a :func:`claims_table`."""
-    from reidlib.results.claims import NOT_REPRODUCED, REPRODUCED
+def claims_summary(table: pd.DataFrame, scale: str) -> str:
+    """Markdown: how many of the chapter's claims are reproduced, contradicted, inconclusive and not yet
+    run at ``scale``, how many lack the paired seeds an interval needs, and each contradicted claim with
+    its evidence. ``table`` is a :func:`claims_table`."""
+    from reidlib.results.claims import CONTRADICTED, MIN_SEEDS, VERDICTS
 
-    failed = table[table["verdict"] == NOT_REPRODUCED]
-    held = table[table["verdict"] == REPRODUCED]
-    noisy = table[table["within seed noise"].map(lambda v: v is True)]
-    measured = table[table["within seed noise"].notna()]
-    clear = measured[measured["within seed noise"].map(lambda v: v is False)]
-    lines = [f"At `{scale}` scale, {len(held)} of {len(table)} claims reproduce and {len(failed)} do not; "
-             f"{len(noisy)} verdicts were decided by less than the seed-to-seed range of {spread_of} in the "
-             f"same metric ({spread_range:.1f} points for mAP) and could flip with another seed. Of the "
-             f"{len(measured)} claims with a measured spread, {len(clear)} were decided by more than it."]
-    lines += [f"- **{cid}**: {row['claim']} ({row['detail']})" for cid, row in failed.iterrows()]
+    counts = table["verdict"].value_counts()
+    phrase = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
+    short = int(((table["paired seeds"] > 0) & (table["paired seeds"] < MIN_SEEDS)).sum())
+    lines = [f"At `{scale}` scale, of {len(table)} claims: {phrase}. A claim is reproduced only when the 95% "
+             f"interval of its paired-seed difference clears its margin; {short} claims have fewer than "
+             f"{MIN_SEEDS} paired seeds, so no interval can decide them and they stay inconclusive."]
+    lines += [f"- **{cid}** (contradicted): {row['claim']} ({row['detail']})"
+              for cid, row in table[table["verdict"] == CONTRADICTED].iterrows()]
     return "\n".join(lines)
 
 
 def verdict_text(table: pd.DataFrame) -> dict[str, str]:
-    """``claim id -> verdict`` for prose, with ", within seed noise" appended where the deciding margin is
-    smaller than the seed spread. ``table`` is a :func:`claims_table`."""
-    return {cid: row["verdict"] + (", within seed noise" if row["within seed noise"] is True else "")
-            for cid, row in table.iterrows()}
-
+    """``claim id -> verdict`` for prose; ``table`` is a :func:`claims_table`."""
+    return table["verdict"].to_dict()

@@ -13,27 +13,40 @@ Comparison kinds (``kind``, default ``pair``):
 - ``best_of``: run ``best`` beats every run in ``others`` by more than ``min_margin``.
 
 ``higher_is_better`` (default true) flips the direction for losses and errors. Margins are in the
-metric's stored unit (fractions for mAP / CMC). A verdict is computed per scale, never written by hand:
-``reproduced``, ``not reproduced`` or ``not yet run`` (a run the claim needs has no results file).
+metric's stored unit (fractions for mAP / CMC). A run name stands for an *arm*: the run and its seed
+replicas ``<run>_seed<k>``; the arms are compared seed by seed (:func:`judge`). A verdict is computed per
+scale, never written by hand: ``reproduced`` (the 95% interval of the paired difference clears the margin),
+``contradicted`` (it lies below zero), ``inconclusive`` (it straddles, or fewer than 3 paired seeds) or
+``not yet run`` (an arm has no results file).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reidlib.results.intervals import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    INTERVAL_VERDICTS,
+    NOT_YET_RUN,
+    REPRODUCED,
+    interval_verdict,
+    paired_difference,
+)
 from reidlib.results.paths import book_data_root
 from reidlib.results.store import list_runs, load_run, lookup_metric
 from reidlib.scale import SCALES
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_YET_RUN = "not yet run"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_YET_RUN)
+#: The four verdicts (:mod:`reidlib.results.intervals`), in the order pages list them.
+VERDICTS = INTERVAL_VERDICTS
+#: Paired seeds a claim needs before its interval can decide it.
+MIN_SEEDS = 3
 KINDS = ("pair", "best_of")
 _CLAIM_KEYS = {"id", "claim", "paper_evidence", "comparison"}
 _COMPARISON_KEYS = {
@@ -157,41 +170,76 @@ def load_claims(chapter: str, data_root: str | os.PathLike | None = None) -> lis
     return claims
 
 
+def seeded_values(chapter: str, run: str, metric: str, scale: str, root: str | os.PathLike | None = None,
+                  stored: Iterable[str] | None = None) -> dict[int, float]:
+    """``{seed: metric}`` of one arm: the run ``run`` and its seed replicas ``run_seed<k>``, each keyed by
+    the seed its results file records.
+
+    Raises:
+        KeyError: a stored run lacks ``metric``. ValueError: two runs of the arm record the same seed.
+    """
+    names = list_runs(chapter, scale, root) if stored is None else stored
+    replica = re.compile(re.escape(run) + r"_seed\d+")
+    values: dict[int, float] = {}
+    for name in sorted(n for n in names if n == run or replica.fullmatch(n)):
+        record = load_run(chapter, name, scale, root)
+        seed = int(record.seed or 0)
+        if seed in values:
+            raise ValueError(f"{record.path}: seed {seed} of arm {run!r} is stored twice")
+        values[seed] = float(lookup_metric(record.metrics, metric, where=str(record.path)))
+    return values
+
+
 def judge(claim: Claim, scale: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Verdict of one claim at one scale, with the numbers that decided it.
+    """Verdict of one claim at one scale from the paired seeds of its arms
+    (:func:`reidlib.results.intervals.paired_difference`, a 95% t-interval over seeds).
+
+    Every pair (winner, loser) is judged on its own; the claim is *reproduced* when every pair's interval
+    clears ``min_margin``, *contradicted* when some pair's lies entirely below zero, *inconclusive*
+    otherwise (also with fewer than :data:`MIN_SEEDS` paired seeds), and *not yet run* when an arm has no
+    result.
 
     Returns:
-        ``{"verdict", "detail", "values": {run: value}, "margin"}``; ``margin`` is the winner's smallest
-        lead (in the metric's unit, positive = winner ahead) or None when not yet run.
+        ``{"verdict", "detail", "margin", "low", "high", "seeds"}``: the mean paired lead of the pair that
+        decided (the smallest), its interval and its number of paired seeds (metric units, positive =
+        winner ahead; ``None`` when not yet run).
 
     Raises:
         KeyError: a stored run lacks the claim's metric (the message lists the metrics it has).
     """
-    stored = set(list_runs(claim.chapter, scale, root))
+    stored = list_runs(claim.chapter, scale, root)
     needed = (claim.winner, *claim.losers)
-    missing = [r for r in needed if r not in stored]
+    missing = [run for run in needed if run not in stored]
     if missing:
-        return {
-            "verdict": NOT_YET_RUN,
-            "detail": f"no results for {', '.join(missing)}",
-            "values": {},
-            "margin": None,
-        }
-    values = {}
-    for run in needed:
-        record = load_run(claim.chapter, run, scale, root)
-        where = f"{record.path} (claim {claim.id})"
-        values[run] = float(lookup_metric(record.metrics, claim.metric, where=where))
+        return {"verdict": NOT_YET_RUN, "detail": f"no results for {', '.join(missing)}", "margin": None,
+                "low": None, "high": None, "seeds": 0}
     sign = 1.0 if claim.higher_is_better else -1.0
-    margin = min(sign * (values[claim.winner] - values[r]) for r in claim.losers)
-    verdict = REPRODUCED if margin > claim.min_margin else NOT_REPRODUCED
-    shown = ", ".join(f"{r} {values[r]:.4f}" for r in needed)
-    relation = ">" if margin > claim.min_margin else "<="
+    arms = {run: seeded_values(claim.chapter, run, claim.metric, scale, root, stored) for run in needed}
+    pairs = []
+    for loser in claim.losers:
+        diff = paired_difference({s: sign * v for s, v in arms[claim.winner].items()},
+                                 {s: sign * v for s, v in arms[loser].items()})
+        pairs.append((loser, diff, interval_verdict(diff, claim.min_margin, MIN_SEEDS)))
+    verdicts = [v for _, _, v in pairs]
+    if all(v == REPRODUCED for v in verdicts):
+        verdict = REPRODUCED
+    elif CONTRADICTED in verdicts:
+        verdict = CONTRADICTED
+    else:
+        verdict = INCONCLUSIVE
+    paired = [(loser, d) for loser, d, _ in pairs if d is not None]
+    if not paired:
+        return {"verdict": INCONCLUSIVE, "detail": f"{claim.metric}: the arms share no seed", "margin": None,
+                "low": None, "high": None, "seeds": 0}
+    loser, worst = min(paired, key=lambda item: item[1].mean)
     direction = "" if claim.higher_is_better else " (lower is better)"
-    detail = (
-        f"{claim.metric}{direction}: {shown}; lead {margin:+.4f} {relation} min margin {claim.min_margin:g}"
-    )
-    return {"verdict": verdict, "detail": detail, "values": values, "margin": margin}
+    parts = []
+    for other, d in paired:
+        interval = "no interval" if d.n < 2 else f"95% interval [{d.low:+.4f}, {d.high:+.4f}]"
+        parts.append(f"{claim.winner} - {other}: {d.mean:+.4f} over {d.n} paired seed(s), {interval}")
+    detail = f"{claim.metric}{direction}: " + "; ".join(parts) + f"; min margin {claim.min_margin:g}"
+    return {"verdict": verdict, "detail": detail, "margin": worst.mean, "low": worst.low, "high": worst.high,
+            "seeds": worst.n}
 
 
 def evaluate_claims(
@@ -202,8 +250,8 @@ def evaluate_claims(
 ):
     """Every claim of ``chapter`` judged at every scale, as a long DataFrame.
 
-    Columns: ``chapter, id, claim, paper_evidence, metric, scale, verdict, margin, detail`` (one row per
-    claim and scale).
+    Columns: ``chapter, id, claim, paper_evidence, metric, scale, verdict, margin`` (mean paired lead),
+    ``low, high`` (its 95% interval), ``seeds`` (paired seeds), ``detail`` (one row per claim and scale).
     """
     import pandas as pd
 
@@ -225,6 +273,9 @@ def evaluate_claims(
                     "scale": scale,
                     "verdict": result["verdict"],
                     "margin": result["margin"],
+                    "low": result["low"],
+                    "high": result["high"],
+                    "seeds": result["seeds"],
                     "detail": result["detail"],
                 }
             )

@@ -58,6 +58,6 @@ def verdicts_per_chapter(table: pd.DataFrame, chapters: Sequence[str], scales: S
 
 
 def count_phrase(counts: Mapping[str, int]) -> str:
-    """``"19 reproduced, 6 not reproduced, 0 not yet run"``: each count followed by its label, in the
-    mapping's order (e.g. one column of :func:`verdicts_by_scale`)."""
+    """``"2 reproduced, 0 contradicted, 20 inconclusive, 3 not yet run"``: each count followed by its label,
+    in the mapping's order (e.g. one column of :func:`verdicts_by_scale`)."""
     return ", ".join(f"{int(n)} {label}" for label, n in counts.items())

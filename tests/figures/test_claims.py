@@ -13,7 +13,7 @@ from reidlib.figures.claims import (
     verdict_shade,
 )
 from reidlib.figures.style import MATCH_COLOR, MISMATCH_COLOR
-from reidlib.results.claims import NOT_REPRODUCED, NOT_YET_RUN, REPRODUCED, VERDICTS
+from reidlib.results.claims import CONTRADICTED, NOT_YET_RUN, REPRODUCED, VERDICTS
 
 NEW = ("verdict-new-1", "verdict-new-2")  # verdicts a later VERDICTS may add
 
@@ -28,7 +28,7 @@ def _table(extra=()):
     return pd.DataFrame(
         {
             "chapter": ["a", "a", "b", *["b"] * len(extra)],
-            "cpu": [REPRODUCED, NOT_REPRODUCED, REPRODUCED, *extra],
+            "cpu": [REPRODUCED, CONTRADICTED, REPRODUCED, *extra],
             "full": [NOT_YET_RUN] * (3 + len(extra)),
         }
     )
@@ -37,7 +37,7 @@ def _table(extra=()):
 def test_known_verdicts_keep_their_colours():
     colors = verdict_colors()
     assert list(colors) == list(VERDICTS)
-    assert colors[REPRODUCED] == MATCH_COLOR and colors[NOT_REPRODUCED] == MISMATCH_COLOR
+    assert colors[REPRODUCED] == MATCH_COLOR and colors[CONTRADICTED] == MISMATCH_COLOR
     assert colors[NOT_YET_RUN] == NEUTRAL_COLOR
 
 
@@ -52,7 +52,7 @@ def test_new_verdicts_get_distinct_colours():
 
 def test_cell_shading():
     assert verdict_cell_style(REPRODUCED) == "background-color: #cdeee3"
-    assert verdict_cell_style(NOT_REPRODUCED) == "background-color: #f6d5c2"
+    assert verdict_cell_style(CONTRADICTED) == "background-color: #f6d5c2"
     assert verdict_cell_style("not a verdict") == "background-color: white"
     assert verdict_cell_style(float("nan")) == "background-color: white"
     shade = verdict_shade(NEW[0], [*VERDICTS, *NEW])

@@ -1,11 +1,9 @@
 import math
 
-import pandas as pd
 import pytest
 
 from reidlib.recipes import reid_done_right as R
 from reidlib.recipes import reid_done_right_report as report
-from reidlib.recipes.report import verdict_text
 from reidlib.results.store import save_run
 
 
@@ -25,10 +23,6 @@ def test_tables_and_noise_from_hand_made_results(tmp_path):
     assert math.isnan(t1.loc["flip + crop + cut-out", "ours mAP"])  # aug_all not run
     spread = report.seed_spread(records)
     assert spread["n"] == 3 and spread["range"] == pytest.approx(5.0)
-    claims = pd.DataFrame({"id": list("abc"), "claim": list("abc"), "verdict": ["reproduced"] * 3,
-                           "detail": [""] * 3, "paper_evidence": [""] * 3,
-                           "metric": ["mAP", "mAP", "energy_cues"], "margin": [0.10, 0.01, 0.2]})
-    assert report.claims_table(claims, records)["within seed noise"].tolist() == [False, True, None]
 
 
 def test_table4_and_distractor_table(tmp_path):
@@ -44,14 +38,3 @@ def test_table4_and_distractor_table(tmp_path):
     dist = report.distractor_table(records, {"rdr": "rdr"})
     assert dist["rdr mAP"].tolist() == pytest.approx([30.0, 20.0])
     assert list(dist.index) == [(0, 100), (200, 300)]
-
-
-def test_verdict_text_flags_noise(tmp_path):
-    for run, value in {"rdr": 0.30, "rdr_seed1": 0.28, "rdr_seed2": 0.33}.items():
-        _save(tmp_path, run, value)
-    records = report.chapter_records("cpu", tmp_path)
-    claims = pd.DataFrame({"id": ["a", "b"], "claim": ["A", "B"], "verdict": ["reproduced", "not reproduced"],
-                           "detail": ["", ""], "paper_evidence": ["", ""],
-                           "metric": ["mAP", "mAP"], "margin": [0.10, -0.01]})
-    expected = {"a": "reproduced", "b": "not reproduced, within seed noise"}
-    assert verdict_text(report.claims_table(claims, records)) == expected

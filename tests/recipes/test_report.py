@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from reidlib.recipes import report
-from reidlib.results.claims import NOT_REPRODUCED, REPRODUCED
+from reidlib.results.claims import CONTRADICTED, INCONCLUSIVE, REPRODUCED
 from reidlib.results.store import save_run
 
 
@@ -20,10 +20,11 @@ def records(tmp_path):
     return report.chapter_records("cama", "cpu", tmp_path)
 
 
-def _claims(verdicts, margins, metrics=None):
+def _claims(verdicts, margins, seeds):
     n = len(verdicts)
     return pd.DataFrame({"id": [f"c{i}" for i in range(n)], "claim": [f"claim {i}" for i in range(n)],
-                         "verdict": verdicts, "margin": margins, "metric": metrics or ["mAP"] * n,
+                         "verdict": verdicts, "margin": margins, "low": [m - 0.01 for m in margins],
+                         "high": [m + 0.01 for m in margins], "seeds": seeds,
                          "detail": [f"detail {i}" for i in range(n)], "paper_evidence": ["Table 1"] * n})
 
 
@@ -44,16 +45,16 @@ def test_paper_value_reads_the_papers_table():
     assert math.isnan(report.paper_value("cama", "no such setting", "Market-1501"))
 
 
-def test_claims_table_summary_and_verdict_text(records):
-    claims = _claims([REPRODUCED, NOT_REPRODUCED, REPRODUCED], [0.10, -0.02, 0.03],
-                     ["mAP", "mAP", "overlap.cam_iou"])
-    table = report.claims_table(claims, records, ["base", "base_s1", "base_s2"])
+def test_claims_table_summary_and_verdict_text():
+    claims = _claims([REPRODUCED, CONTRADICTED, INCONCLUSIVE], [0.10, -0.05, 0.03], [3, 3, 1])
+    table = report.claims_table(claims)
     assert list(table.index) == ["c0", "c1", "c2"]
-    assert table["margin (points)"].tolist() == [10.0, -2.0, 3.0]
-    assert table["within seed noise"].tolist() == [False, True, None]  # range 6 points of mAP
-    text = report.claims_summary(table, "cpu", 6.0, "the base run")
-    assert text.startswith("At `cpu` scale, 2 of 3 claims reproduce and 1 do not; 1 verdicts")
-    assert "Of the 2 claims with a measured spread, 1 were decided by more than it." in text
-    assert "- **c1**: claim 1 (detail 1)" in text and "c0**" not in text
-    assert report.verdict_text(table) == {"c0": REPRODUCED, "c1": f"{NOT_REPRODUCED}, within seed noise",
-                                          "c2": REPRODUCED}
+    assert table["difference (points)"].tolist() == [10.0, -5.0, 3.0]
+    assert table["95% interval (points)"].tolist() == ["[+9.00, +11.00]", "[-6.00, -4.00]", "[+2.00, +4.00]"]
+    assert table["paired seeds"].tolist() == [3, 3, 1]
+    text = report.claims_summary(table, "cpu")
+    assert text.startswith("At `cpu` scale, of 3 claims: 1 reproduced, 1 contradicted, 1 inconclusive, "
+                           "0 not yet run.")
+    assert "1 claims have fewer than 3 paired seeds" in text
+    assert "- **c1** (contradicted): claim 1 (detail 1)" in text and "c0**" not in text
+    assert report.verdict_text(table) == {"c0": REPRODUCED, "c1": CONTRADICTED, "c2": INCONCLUSIVE}

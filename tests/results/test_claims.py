@@ -1,7 +1,8 @@
 import pytest
 
 from reidlib.results.claims import (
-    NOT_REPRODUCED,
+    CONTRADICTED,
+    INCONCLUSIVE,
     NOT_YET_RUN,
     REPRODUCED,
     evaluate_claims,
@@ -33,34 +34,47 @@ def setup(tmp_path, text=CLAIMS):
     return tmp_path / "data", tmp_path / "results"
 
 
-def test_verdicts_per_scale(tmp_path):
+def _arm(results, run, values, scale="cpu", **other):
+    """One arm: ``values[s]`` stored as seed ``s`` (run ``run`` for seed 0, ``run_seed<s>`` otherwise)."""
+    for seed, (mAP, r1, overlap) in enumerate(values):
+        name = run if seed == 0 else f"{run}_seed{seed}"
+        save_run("ch", name, scale, {"mAP": mAP, "rank1": r1, "overlap": overlap}, {}, "d", seed, 1.0,
+                 root=results)
+
+
+def test_verdicts_come_from_paired_seed_intervals(tmp_path):
     data, results = setup(tmp_path)
-    for run, mAP, r1, overlap in [
-        ("oap", 0.5, 0.6, 0.1),
-        ("plain", 0.4, 0.5, 0.3),
-        ("max", 0.1, 0.7, 0.0),
-        ("avg", 0.1, 0.68, 0.0),
-    ]:
-        save_run(
-            "ch", run, "cpu", {"mAP": mAP, "rank1": r1, "overlap": overlap}, {}, "d", 0, 1.0, root=results
-        )
-    save_run("ch", "oap", "smoke", {"mAP": 0.3, "rank1": 0.1, "overlap": 0.1}, {}, "d", 0, 1.0, root=results)
-    save_run(
-        "ch", "plain", "smoke", {"mAP": 0.3, "rank1": 0.1, "overlap": 0.2}, {}, "d", 0, 1.0, root=results
-    )
+    _arm(results, "oap", [(0.50, 0.6, 0.10), (0.52, 0.6, 0.11), (0.51, 0.6, 0.12)])
+    _arm(results, "plain", [(0.40, 0.5, 0.30), (0.41, 0.5, 0.31), (0.40, 0.5, 0.29)])
+    _arm(results, "max", [(0.1, 0.70, 0.0), (0.1, 0.71, 0.0), (0.1, 0.70, 0.0)])  # beats avg by ~0.02 only
+    _arm(results, "avg", [(0.1, 0.68, 0.0), (0.1, 0.69, 0.0), (0.1, 0.68, 0.0)])
+    _arm(results, "oap", [(0.30, 0.1, 0.1)], scale="smoke")  # one seed per arm decides nothing
+    _arm(results, "plain", [(0.20, 0.1, 0.2)], scale="smoke")
     df = evaluate_claims("ch", root=results, data_root=data)
     verdict = {(r.id, r.scale): r.verdict for r in df.itertuples()}
     assert verdict[("oap-helps", "cpu")] == REPRODUCED
-    assert verdict[("oap-helps", "smoke")] == NOT_REPRODUCED  # a tie is not an improvement
+    assert verdict[("oap-helps", "smoke")] == INCONCLUSIVE  # a 10-point lead on a single seed
     assert verdict[("oap-helps", "full")] == NOT_YET_RUN
-    assert verdict[("max-best", "cpu")] == NOT_REPRODUCED  # lead 0.02 < margin 0.05
+    assert verdict[("max-best", "cpu")] == INCONCLUSIVE  # max beats plain clearly, avg by less than 0.05
     assert verdict[("max-best", "smoke")] == NOT_YET_RUN
     assert verdict[("lower-loss", "cpu")] == REPRODUCED
+    row = df[(df.id == "oap-helps") & (df.scale == "cpu")].iloc[0]
+    assert row["seeds"] == 3 and row["margin"] == pytest.approx((0.10 + 0.11 + 0.11) / 3)
+    assert row["low"] < row["margin"] < row["high"]
     detail = df[(df.id == "max-best") & (df.scale == "cpu")].iloc[0]["detail"]
-    assert "max 0.7000" in detail and "lead +0.0200 <= min margin 0.05" in detail
+    assert "max - avg: +0.0200 over 3 paired seed(s), 95% interval" in detail and "min margin 0.05" in detail
     wide = ledger(root=results, data_root=data)
     assert list(wide.columns[:7]) == ["chapter", "id", "claim", "paper_evidence", "smoke", "cpu", "full"]
     assert wide.set_index("id").loc["oap-helps", "cpu"] == REPRODUCED
+
+
+def test_an_interval_below_zero_contradicts(tmp_path):
+    data, results = setup(tmp_path)
+    _arm(results, "oap", [(0.30, 0, 0), (0.31, 0, 0), (0.29, 0, 0)])
+    _arm(results, "plain", [(0.40, 0, 0), (0.42, 0, 0), (0.40, 0, 0)])
+    _arm(results, "extra", [(0.9, 0, 0)])  # a run of no claim's arm changes nothing
+    df = evaluate_claims("ch", scales=["cpu"], root=results, data_root=data)
+    assert df.set_index("id").loc["oap-helps", "verdict"] == CONTRADICTED
 
 
 def test_missing_metric_is_an_error(tmp_path):
