@@ -12,7 +12,7 @@ when it lies entirely below zero (the other direction), **inconclusive** when it
 than ``min_seeds`` paired seeds exist (no claim is decided by one or two seeds), and **not yet run** when an
 arm has no result at all.
 
-The chapters and the claims ledger do not use this module yet: their claims still compare single runs.
+:func:`reidlib.results.claims.judge` applies it to every claim of the ledger.
 """
 
 from __future__ import annotations
