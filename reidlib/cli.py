@@ -1,4 +1,4 @@
-"""Command line: ``python -m reidlib {synth,train,evaluate} ...`` (also installed as ``reidlib``).
+"""Command line: ``python -m reidlib {synth,train,evaluate,pretrain} ...`` (also installed as ``reidlib``).
 
 Only ``argparse`` is imported at module level so that ``--help`` answers at once; each command imports
 torch and the library when it runs.
@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reidlib.recipes.pretrain import PretrainConfig
 
 _DESCRIPTION = """\
 reidlib: person re-identification experiments of the reid-book.
@@ -18,6 +22,8 @@ Commands:
   synth     render the procedural SynthReID dataset to disk in Market-1501's folder layout
   train     train (and then evaluate) a model from a YAML config, e.g. configs/baseline_synth_small.yaml
   evaluate  evaluate saved weights (a training checkpoint or a state dict) on a dataset's query/gallery
+  pretrain  build (or reuse from the cache) the pre-trained SynthReID trunks the chapters start from at
+            the smoke and cpu scales
 
 Run `python -m reidlib COMMAND --help` for the options of each command."""
 
@@ -120,6 +126,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="'cpu', 'cuda' or 'auto' (default: the config's device)")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the metrics to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "pretrain", formatter_class=_Formatter, help="build the pre-trained SynthReID trunks (smoke, cpu)",
+        description=_describe(
+            "Build the narrow ResNet trunks that stand in for ImageNet at the smoke and cpu scales, each "
+            "pre-trained by identity classification on a SynthReID population that no chapter sees. A "
+            "trunk is cached in .cache/pretrain/<scale>-<name>-<key>/ ($REIDLIB_CACHE moves the root) and "
+            "reused while the key of its config and the SHA-256 of its file match; a corrupt cache is "
+            "rebuilt. A trunk trained now also writes results/pretrain/<scale>/<name>.json "
+            "($REIDLIB_RESULTS moves the root). `make book` runs this first; the chapters would otherwise "
+            "train a missing trunk on first use.",
+            "python -m reidlib pretrain --scale cpu",
+            "python -m reidlib pretrain --scale smoke --depth 10 --width 8 --rebuild"))
+    p.add_argument("--scale", default=None, metavar="{smoke,cpu}",
+                   help="the scale whose trunks to build; $REIDLIB_SCALE wins when set, as for the notebooks "
+                        "(default: cpu). full has none: its width-64 ResNets load ImageNet weights")
+    p.add_argument("--depth", type=int, default=None,
+                   help="build only the trunk of this ResNet depth (10, 18 or 34; default: every trunk the "
+                        "chapters use at the scale, or the scale's default trunk with --width)")
+    p.add_argument("--width", type=int, default=None,
+                   help="base width (channels of the stem) of that trunk, not 64 (default: the scale's, "
+                        "8 at smoke, 16 at cpu)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="train again even when a valid trunk is cached (replaces it and its results file)")
+    p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'auto' for the training")
+    p.set_defaults(func=_cmd_pretrain)
     return parser
 
 
@@ -177,6 +209,78 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _scale_trunk(scale: str, depth: int | None = None, width: int | None = None) -> PretrainConfig:
+    """The trunk of ``scale`` with ``depth`` and ``width`` (each defaulting to the scale's own).
+
+    Raises:
+        ValueError: a scale without pre-training (``full``), or a depth / width pre-training cannot take.
+    """
+    from reidlib.recipes import pretrain
+
+    base = pretrain.SCALE_CONFIGS.get(scale, pretrain.SCALE_CONFIGS["cpu"])  # trunk_config refuses 'full'
+    return pretrain.trunk_config(scale, base.depth if depth is None else depth,
+                                 base.base_width if width is None else width)
+
+
+def chapter_trunks(scale: str) -> list[PretrainConfig]:
+    """The trunks the chapters use at ``scale``, without duplicates: ``CHAPTER_TRUNKS`` of
+    :mod:`reidlib.recipes.pretrain` when it defines one, else the scale's default trunk
+    (``SCALE_CONFIGS[scale]``).
+
+    ``CHAPTER_TRUNKS`` may be a sequence, or a mapping from scale to a sequence, of
+    :class:`~reidlib.recipes.pretrain.PretrainConfig` (one of another scale is left out) or
+    ``(depth, base_width)`` pairs (taken at ``scale``).
+
+    Raises:
+        ValueError: a scale without pre-training (``full``).
+    """
+    from reidlib.recipes import pretrain
+
+    default = _scale_trunk(scale)
+    listed: Any = getattr(pretrain, "CHAPTER_TRUNKS", None)
+    if isinstance(listed, Mapping):
+        listed = listed.get(scale, ())
+    configs: list[PretrainConfig] = []
+    for item in listed or ():
+        if isinstance(item, pretrain.PretrainConfig):
+            if item.scale == scale:
+                configs.append(item)
+        else:
+            depth, width = item
+            configs.append(_scale_trunk(scale, int(depth), int(width)))
+    unique = {cfg.key: cfg for cfg in configs}
+    return list(unique.values()) or [default]
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    import os
+
+    from reidlib.engine.device import resolve_device
+    from reidlib.recipes import pretrain
+    from reidlib.scale import SCALE_ENV, resolve_scale
+
+    scale = resolve_scale(args.scale)
+    if args.scale is not None and scale != args.scale:
+        print(f"scale {scale}: ${SCALE_ENV}={os.environ[SCALE_ENV]} overrides --scale {args.scale}")
+    if args.depth is None and args.width is None:
+        configs = chapter_trunks(scale)
+    else:
+        configs = [_scale_trunk(scale, args.depth, args.width)]
+    device = str(resolve_device(args.device))
+    for cfg in configs:
+        trunk = pretrain.cache_folder(cfg) / pretrain.TRUNK_FILE
+        problem = pretrain.cache_problem(cfg)
+        if problem is None and not args.rebuild:
+            wall = float(pretrain.read_record(cfg).get("wall_time_s") or 0.0)
+            print(f"{cfg.name} ({scale}, key {cfg.key}): reused from the cache (trained in {wall:.0f} s): "
+                  f"{trunk}")
+            continue
+        why = {None: "--rebuild", "missing": "not cached yet"}.get(problem, f"cache unusable: {problem}")
+        print(f"{cfg.name} ({scale}, key {cfg.key}): building ({why})", flush=True)
+        pretrain.pretrain(cfg, device=device)
     return 0
 
 
