@@ -9,6 +9,11 @@ DEVICE ?=
 BOOK_ARGS = --scale $(SCALE) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
 	$(if $(DEVICE),--device $(DEVICE))
 MATHJAX := book/_static_vendor/mathjax/tex-mml-chtml.js
+# Build (or reuse from .cache/pretrain) the pre-trained SynthReID trunks of a scale: $(call PRETRAIN,cpu).
+PRETRAIN = $(PY) -m reidlib pretrain --scale $(1) $(if $(DEVICE),--device $(DEVICE))
+# make reproduce writes into _build/reproduce only: its own trunk cache (so the trunks are trained again and
+# their results files compared too) and its own results root.
+REPRODUCE_ENV = REIDLIB_CACHE=$(CURDIR)/_build/reproduce/cache REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results
 export PYTHONHASHSEED := 0
 
 .PHONY: setup test unit lint run clean book book-html mathjax nbtest browser-test reproduce
@@ -37,8 +42,10 @@ $(MATHJAX):
 	bash book/tools/install_mathjax.sh
 mathjax: $(MATHJAX)
 
-## Execute every notebook of _toc.yml at SCALE with papermill, then build the site into _build/html.
+## Build the pre-trained trunks of SCALE (none at full, which loads ImageNet weights), execute every notebook
+## of _toc.yml at SCALE with papermill, then build the site into _build/html.
 book: setup $(MATHJAX)
+	$(if $(filter full,$(SCALE)),,$(call PRETRAIN,$(SCALE)))
 	$(PY) book/tools/build_book.py $(BOOK_ARGS)
 
 ## Build the site from the notebooks as committed (no execution).
@@ -47,17 +54,19 @@ book-html: setup $(MATHJAX)
 
 ## Every notebook at smoke scale under nbval (cells marked NBVAL_CHECK_OUTPUT must match).
 nbtest: setup
+	REIDLIB_SCALE=smoke $(call PRETRAIN,smoke)
 	REIDLIB_SCALE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks book
 
 ## Open the built book in headless Chromium (needs `make book` first); screenshots in _build/screenshots.
 browser-test: setup
 	REIDLIB_REQUIRE_BOOK=1 $(PY) -m pytest tests/book/test_browser.py
 
-## Re-execute at cpu scale into _build/reproduce and compare its results files with the committed ones.
+## Train the cpu trunks again and re-execute at cpu scale, all into _build/reproduce; then compare its results
+## files (the trunks' included) with the committed ones.
 reproduce: setup
 	rm -rf _build/reproduce
-	REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results $(PY) book/tools/execute_notebooks.py --scale cpu \
-		--out _build/reproduce/notebooks
+	$(REPRODUCE_ENV) $(call PRETRAIN,cpu)
+	$(REPRODUCE_ENV) $(PY) book/tools/execute_notebooks.py --scale cpu --out _build/reproduce/notebooks
 	$(PY) book/tools/compare_results.py results _build/reproduce/results --scale cpu
 
 ## Train and evaluate the baseline on SynthReID and print mAP / CMC.
