@@ -1,4 +1,5 @@
-"""The book's results overview: what every chapter has run, what it cost, and the papers' numbers stored.
+"""The book's results overview: what every chapter has run, what it cost, each chapter's baseline over its
+seeds, the pre-trained trunks, and the papers' numbers stored.
 
 Everything here reads the results files (:mod:`reidlib.results.store`) and the papers' numbers
 (:mod:`reidlib.results.paper_numbers`); nothing trains. Rank metrics are stored as fractions and shown
@@ -7,14 +8,17 @@ here in percent, as the book's tables do.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from reidlib.results.noise import spread
 from reidlib.results.paper_numbers import load_paper_numbers, paper_numbers_path, side_by_side
 from reidlib.results.paths import results_root
-from reidlib.results.store import load_run, load_runs
+from reidlib.results.store import RunRecord, list_runs, load_run, load_runs, lookup_metric
 
 #: Rank metrics of :func:`runs_table`, in the order shown (percent there, fractions in the files).
 RANK_COLUMNS = ("mAP", "rank1", "rank5", "rank10")
@@ -24,12 +28,26 @@ COST_COLUMNS = ("runs", "wall time (min)")
 RUN_COLUMNS = ("run", "dataset", "seed", *RANK_COLUMNS, "wall time (s)", "commit", "chapter")
 #: Columns of :func:`paper_numbers_summary`.
 PAPER_SUMMARY_COLUMNS = ("chapter", "dataset", "numbers", "settings", "metrics", "sources")
+#: Folder of the pre-trained trunks' results files (``results/pretrain/<scale>/<trunk>.json``, written by
+#: :mod:`reidlib.recipes.pretrain`): what the chapters start from at ``smoke`` and ``cpu``, not a chapter.
+PRETRAIN_CHAPTER = "pretrain"
+#: The baseline run of each chapter (its seed replicas are ``<run>_seed<k>``), in the book's order.
+BASELINE_RUNS: dict[str, str] = {"protocol": "baseline", "cama": "ide_bn", "reid_done_right": "rdr"}
+#: Columns of :func:`pretrain_table`.
+PRETRAIN_COLUMNS = ("trunk", "key", "images", "identities", "epochs", "final train accuracy (%)",
+                    "wall time (min)")
 
 
 def chapters_with_results(root: str | os.PathLike | None = None) -> list[str]:
-    """Names of the chapters that have a folder under the results root, sorted (empty when none)."""
+    """Names of the chapters that have a folder under the results root, sorted (empty when none).
+
+    The pre-trained trunks' folder (:data:`PRETRAIN_CHAPTER`) is left out: it holds no chapter's runs (see
+    :func:`pretrain_table`).
+    """
     folder = results_root(root)
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != PRETRAIN_CHAPTER)
 
 
 def run_summary(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, float]:
@@ -142,3 +160,78 @@ def paper_comparisons(
                                  data_root=data_root)
             out.append((chapter, dataset, table))
     return out
+
+
+def seed_runs(chapter: str, run: str, scale: str, root: str | os.PathLike | None = None) -> list[str]:
+    """The stored runs of one setting: ``run`` itself and its seed replicas ``<run>_seed<k>``, in that
+    order (replicas by ``k``); empty when none is stored."""
+    replica = re.compile(re.escape(run) + r"_seed(\d+)")
+    stored = list_runs(chapter, scale, root)
+    replicas = sorted((int(m.group(1)), name) for name in stored if (m := replica.fullmatch(name)))
+    return ([run] if run in stored else []) + [name for _, name in replicas]
+
+
+def _metric_or_nan(record: RunRecord, name: str) -> float:
+    try:
+        return float(lookup_metric(record.metrics, name, where=str(record.path)))
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
+def baseline_table(scale: str, baselines: Mapping[str, str] | None = None, metric: str = "mAP",
+                   root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Each chapter's baseline at ``scale`` over its seeds, and what the chapter's runs cost.
+
+    Args:
+        scale: the scale whose results files are read.
+        baselines: ``{chapter: baseline run}`` in row order (default :data:`BASELINE_RUNS`); the seeds of a
+            baseline are the run and its replicas ``<run>_seed<k>`` (:func:`seed_runs`).
+        metric: a rank metric stored as a fraction (dots reach nested metrics), shown in percent.
+
+    Returns:
+        One row per chapter, columns ``chapter``, ``baseline`` (the run name), ``seeds`` (int, how many of
+        its runs are stored), ``runs`` (their names, comma-separated, or ``"none yet"``),
+        ``<metric> mean (%)`` and ``<metric> std (%)`` (sample standard deviation over the seeds; NaN with
+        fewer than two, the mean NaN with none) and ``chapter wall time (min)`` (every run of the chapter
+        at ``scale``, one decimal; 0.0 when none).
+    """
+    baselines = BASELINE_RUNS if baselines is None else baselines
+    rows = []
+    for chapter, run in baselines.items():
+        names = seed_runs(chapter, run, scale, root)
+        values = spread(100 * _metric_or_nan(load_run(chapter, n, scale, root), metric) for n in names)
+        rows.append({"chapter": chapter, "baseline": run, "seeds": len(names),
+                     "runs": ", ".join(names) or "none yet",
+                     f"{metric} mean (%)": round(values["mean"], 2),
+                     f"{metric} std (%)": round(values["std"], 2),
+                     "chapter wall time (min)": run_summary(chapter, scale, root)["wall time (min)"]})
+    columns = ["chapter", "baseline", "seeds", "runs", f"{metric} mean (%)", f"{metric} std (%)",
+               "chapter wall time (min)"]
+    return pd.DataFrame(rows, columns=columns).astype({"seeds": int})
+
+
+def pretrain_records(scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
+    """The results file of every pre-trained trunk at ``scale``: ``{trunk name: record}`` (sorted by name;
+    empty when none was trained at that scale, e.g. ``full``, which loads ImageNet weights)."""
+    return {name: load_run(PRETRAIN_CHAPTER, name, scale, root)
+            for name in list_runs(PRETRAIN_CHAPTER, scale, root)}
+
+
+def pretrain_table(scale: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The pre-trained trunks at ``scale``, one row each (:func:`pretrain_records`).
+
+    Returns:
+        Columns :data:`PRETRAIN_COLUMNS`: ``trunk`` (``resnet<depth>w<width>``), ``key`` (the config's key,
+        the name of its cache folder), ``images`` and ``identities`` of the pre-training population,
+        ``epochs`` (entries of the training history), ``final train accuracy (%)`` (last epoch, on the
+        augmented training images, two decimals) and ``wall time (min)`` (population rendering included,
+        one decimal). Empty, with those columns, when no trunk was trained at that scale.
+    """
+    rows = []
+    for name, record in pretrain_records(scale, root).items():
+        history = record.history if isinstance(record.history, list) else []
+        rows.append({"trunk": name, "key": record.extra.get("key"), "images": record.extra.get("images"),
+                     "identities": record.extra.get("identities"), "epochs": len(history),
+                     "final train accuracy (%)": round(100 * _metric_or_nan(record, "train_acc"), 2),
+                     "wall time (min)": round(record.wall_time_s / 60, 1)})
+    return pd.DataFrame(rows, columns=list(PRETRAIN_COLUMNS))

@@ -16,6 +16,7 @@ from reidlib.data.synthetic import SynthReID
 from reidlib.data.synthetic_attributes import PersonAttributes
 from reidlib.models.backbone import build_backbone
 from reidlib.recipes import pretrain
+from reidlib.results.overview import pretrain_table
 from reidlib.results.store import load_run
 
 SMOKE = pretrain.SCALE_CONFIGS["smoke"]
@@ -103,6 +104,8 @@ def test_training_writes_trunk_record_and_results_file(built):
     assert set(run.metrics) == {"train_acc", "train_loss"}
     assert [h["epoch"] for h in run.history] == [1] and {"loss", "acc", "lr"} <= set(run.history[0])
     assert trunk.is_file() and not (trunk.parent / "run").exists()  # the trainer's run folder is removed
+    row = pretrain_table("smoke", built / "results").iloc[0]  # what the book shows of it
+    assert (row["trunk"], row["key"], row["identities"], row["epochs"]) == (SMOKE.name, SMOKE.key, 18, 1)
 
 
 def test_matching_key_reuses_the_cache(cache, monkeypatch, capsys):

@@ -5,15 +5,22 @@ import pandas as pd
 import pytest
 
 from reidlib.results.overview import (
+    BASELINE_RUNS,
+    PRETRAIN_CHAPTER,
+    PRETRAIN_COLUMNS,
     RUN_COLUMNS,
     all_runs,
+    baseline_table,
     chapters_with_results,
     cost_table,
     paper_comparisons,
     paper_number_chapters,
     paper_numbers_summary,
+    pretrain_records,
+    pretrain_table,
     run_summary,
     runs_table,
+    seed_runs,
 )
 from reidlib.results.store import run_path, save_run
 
@@ -44,6 +51,14 @@ def root(tmp_path):
 def test_chapters_with_results(root, tmp_path):
     assert chapters_with_results(root) == ["alpha", "beta", "gamma"]
     assert chapters_with_results(tmp_path / "nowhere") == []
+    (root / PRETRAIN_CHAPTER / "cpu").mkdir(parents=True)  # the trunks' results are no chapter's
+    assert chapters_with_results(root) == ["alpha", "beta", "gamma"]
+
+
+def test_pretrain_folder_is_the_recipes():
+    from reidlib.recipes import pretrain
+
+    assert PRETRAIN_CHAPTER == pretrain.CHAPTER
 
 
 def test_run_summary_counts_and_minutes(root):
@@ -129,3 +144,86 @@ def test_paper_comparisons_only_datasets_with_runs(root, data_root):
     assert isinstance(table, pd.DataFrame) and list(table["our run"]) == ["a1"]
     assert table.loc[0, "paper mAP"] == 70.0 and table.loc[0, "ours mAP"] == pytest.approx(50.0)
     assert table.loc[0, "paper rank1"] == 85.0
+
+
+def _seeded(root, chapter, run, seed, m_ap, scale="cpu", wall=60.0):
+    return save_run(chapter, run, scale, {"mAP": m_ap, "rank1": 0.5}, {"lr": 0.1}, "synth", seed, wall,
+                    root=root)
+
+
+@pytest.fixture()
+def seeded_root(tmp_path):
+    root = tmp_path / "results"
+    for name, seed, value in (("ide_bn", 0, 0.10), ("ide_bn_seed1", 1, 0.20), ("ide_bn_seed2", 2, 0.30),
+                              ("ide_bn_seed10", 10, 0.40), ("ide_bn_kf", 0, 0.9), ("cama_n3", 0, 0.5)):
+        _seeded(root, "cama", name, seed, value)
+    _seeded(root, "protocol", "baseline", 0, 0.125, wall=30.0)
+    _seeded(root, "reid_done_right", "rdr_seed1", 1, 0.5)  # the replica without the seed-0 run
+    return root
+
+
+def test_seed_runs_are_the_run_and_its_numbered_replicas(seeded_root):
+    assert seed_runs("cama", "ide_bn", "cpu", seeded_root) == ["ide_bn", "ide_bn_seed1", "ide_bn_seed2",
+                                                               "ide_bn_seed10"]
+    assert seed_runs("reid_done_right", "rdr", "cpu", seeded_root) == ["rdr_seed1"]
+    assert seed_runs("cama", "missing", "cpu", seeded_root) == []
+    assert seed_runs("nowhere", "ide_bn", "cpu", seeded_root) == []
+
+
+def test_baseline_table_mean_std_and_wall_time(seeded_root):
+    table = baseline_table("cpu", root=seeded_root).set_index("chapter")
+    assert list(table.index) == list(BASELINE_RUNS)
+    assert list(table.columns) == ["baseline", "seeds", "runs", "mAP mean (%)", "mAP std (%)",
+                                   "chapter wall time (min)"]
+    cama = table.loc["cama"]
+    assert cama["baseline"] == "ide_bn" and cama["seeds"] == 4
+    assert cama["runs"] == "ide_bn, ide_bn_seed1, ide_bn_seed2, ide_bn_seed10"
+    assert cama["mAP mean (%)"] == pytest.approx(25.0)
+    assert cama["mAP std (%)"] == pytest.approx(12.91, abs=0.005)  # sample std of 10, 20, 30, 40
+    assert cama["chapter wall time (min)"] == 6.0  # all six runs, not only the baseline's
+    protocol = table.loc["protocol"]
+    assert protocol["seeds"] == 1 and protocol["mAP mean (%)"] == 12.5 and math.isnan(protocol["mAP std (%)"])
+    assert protocol["chapter wall time (min)"] == 0.5
+    assert table.loc["reid_done_right", "seeds"] == 1 and table.loc["reid_done_right", "runs"] == "rdr_seed1"
+
+
+def test_baseline_table_shows_what_is_missing(seeded_root, tmp_path):
+    table = baseline_table("smoke", root=seeded_root)
+    assert list(table["seeds"]) == [0, 0, 0] and set(table["runs"]) == {"none yet"}
+    assert table["mAP mean (%)"].isna().all() and (table["chapter wall time (min)"] == 0.0).all()
+    other = baseline_table("cpu", {"cama": "cama_n3", "beta": "b"}, metric="rank1", root=seeded_root)
+    assert list(other["chapter"]) == ["cama", "beta"] and "rank1 mean (%)" in other
+    assert other.loc[0, "rank1 mean (%)"] == 50.0 and other.loc[1, "runs"] == "none yet"
+    assert str(baseline_table("cpu", {}, root=tmp_path)["seeds"].dtype).startswith("int")
+
+
+def _trunk_run(root, name, scale="cpu", epochs=3, wall=600.0, acc=0.875):
+    history = [{"epoch": e + 1, "loss": 5.0 - e, "acc": acc * (e + 1) / epochs, "lr": 1e-3}
+               for e in range(epochs)]
+    return save_run(PRETRAIN_CHAPTER, name, scale, {"train_acc": acc, "train_loss": 5.0 - epochs + 1},
+                    {"depth": 18}, "synthreid_market", 0, wall, history=history,
+                    extra={"key": f"key-{name}", "sha256": "0" * 64, "images": 12936, "identities": 751,
+                           "population_seed": 7919}, root=root)
+
+
+def test_pretrain_table_reads_the_trunks_results_files(tmp_path):
+    root = tmp_path / "results"
+    _trunk_run(root, "resnet18w16")
+    _trunk_run(root, "resnet10w16", epochs=2, wall=90.0, acc=0.5)
+    _trunk_run(root, "resnet18w8", scale="smoke", epochs=1, wall=1.0)
+    assert list(pretrain_records("cpu", root)) == ["resnet10w16", "resnet18w16"]
+    table = pretrain_table("cpu", root)
+    assert list(table.columns) == list(PRETRAIN_COLUMNS)
+    rows = table.set_index("trunk")
+    assert rows.loc["resnet18w16", "key"] == "key-resnet18w16"
+    assert rows.loc["resnet18w16", "images"] == 12936 and rows.loc["resnet18w16", "identities"] == 751
+    assert rows.loc["resnet18w16", "epochs"] == 3 and rows.loc["resnet10w16", "epochs"] == 2
+    assert rows.loc["resnet18w16", "final train accuracy (%)"] == 87.5
+    assert rows.loc["resnet18w16", "wall time (min)"] == 10.0
+    assert rows.loc["resnet10w16", "wall time (min)"] == 1.5
+    assert list(pretrain_table("smoke", root)["trunk"]) == ["resnet18w8"]
+    empty = pretrain_table("full", root)
+    assert empty.empty and list(empty.columns) == list(PRETRAIN_COLUMNS)
+    # the trunks' wall time sits beside the chapters' in the cost table
+    cost = cost_table([PRETRAIN_CHAPTER], ["cpu"], root)
+    assert cost.loc[PRETRAIN_CHAPTER, ("wall time (min)", "cpu")] == 11.5
