@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reidlib.figures.style import category_colors, use_book_style
 from reidlib.results.store import RunRecord
@@ -47,6 +48,6 @@ def training_curve(records: Mapping[str, RunRecord]) -> Figure | None:
     acc_ax.set(xlabel="epoch", ylabel="training accuracy (%)", title="Accuracy per epoch")
     acc_ax.set_ylim(0, 100)
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.legend(loc="lower right")
     return fig

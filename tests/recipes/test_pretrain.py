@@ -75,6 +75,26 @@ def test_names_keys_and_scales():
         pretrain.PretrainConfig(base_width=64)
 
 
+@pytest.mark.parametrize("scale", ["smoke", "cpu"])
+def test_chapter_trunks_are_the_trunks_the_chapters_load(scale):
+    # what `python -m reidlib pretrain` and `make book` build first: every (depth, width) a chapter run of
+    # that scale starts from, and nothing else
+    from reidlib.recipes import cama
+    from reidlib.recipes import reid_done_right as rdr
+
+    loaded = set()
+    for name in cama.RUNS:
+        cfg = cama.run_config(name, cama.SCALE_CONFIGS[scale])
+        if cfg.pretrained and cfg.base_width != 64:
+            loaded.add((cfg.depth, cfg.base_width))
+    for name in rdr.RUNS:
+        cfg = rdr.run_config(name, rdr.SCALE_CONFIGS[scale])
+        if rdr.uses_trunk(cfg):
+            loaded.add((cfg.depth, cfg.base_width))
+    assert sorted(pretrain.CHAPTER_TRUNKS[scale]) == sorted(loaded)
+    assert len(set(pretrain.CHAPTER_TRUNKS[scale])) == len(pretrain.CHAPTER_TRUNKS[scale])
+
+
 def test_chapter_weights_and_keys(monkeypatch, tmp_path, calls):
     assert pretrain.backbone_weights("cpu", 50, 64, True) is True  # ImageNet at width 64
     assert pretrain.backbone_weights("cpu", 18, 16, False) is False
