@@ -51,6 +51,7 @@ __all__ = [
     "clone_stage",
     "find_pretrained_file",
     "load_imagenet_state_dict",
+    "load_trunk",
 ]
 
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -356,7 +357,8 @@ def build_backbone(
             width (:data:`NARROW_DEPTHS`).
         width: channels of the stem and stage 1; stages have ``width * (1, 2, 4, 8)`` channels
             (times 4 for the Bottleneck ResNets 50-152). At least 4.
-        pretrained: ``False``, ``True`` (torch's hub cache) or a weights file; width 64 only.
+        pretrained: ``False``, ``True`` (torch's hub cache, width 64 only) or a weights file: an ImageNet
+            state dict at width 64, a pre-trained SynthReID trunk (:func:`load_trunk`) otherwise.
         last_stride: stride of stage 4, 2 or 1 (PCB-style, twice the map size).
         allow_random_init: width 64 only: warn and continue from random weights when the requested
             ImageNet file is missing (a narrow ResNet is random by construction).
@@ -378,13 +380,37 @@ def build_backbone(
                              f"got {depth}; narrow widths have depths {sorted(NARROW_DEPTHS)}")
         return ResNetBackbone(depth=depth, last_stride=last_stride, pretrained=pretrained,
                               allow_random_init=allow_random_init)
-    if pretrained is not False and pretrained is not None:
+    if pretrained is True:
         raise ValueError(f"ImageNet weights exist for width {FULL_WIDTH} only, got width={width} with "
-                         f"pretrained={pretrained!r}")
+                         "pretrained=True; pass the file of a SynthReID trunk "
+                         "(reidlib.recipes.pretrain.trunk_file) instead")
     if depth not in NARROW_DEPTHS:
         raise ValueError(f"narrow ResNets (width != {FULL_WIDTH}) have depths {sorted(NARROW_DEPTHS)}, "
                          f"got {depth}; width {FULL_WIDTH} has depths {sorted(RESNET_DEPTHS)}")
-    return NarrowResNet(depth=depth, width=width, last_stride=last_stride)
+    backbone = NarrowResNet(depth=depth, width=width, last_stride=last_stride)
+    if pretrained is not False and pretrained is not None:
+        load_trunk(backbone, pretrained)
+    return backbone
+
+
+def load_trunk(backbone: NarrowResNet, path: str | os.PathLike) -> None:
+    """Load a pre-trained narrow trunk (a ``NarrowResNet`` state dict saved with ``torch.save``) into
+    ``backbone``; the stride of stage 4 does not change the weights, so any ``last_stride`` loads it.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file does not hold a state dict of this depth and width (names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pre-trained trunk {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        backbone.load_state_dict(state)
+    except (RuntimeError, ValueError, EOFError, AttributeError, TypeError) as err:
+        raise ValueError(f"{path} is not a ResNet-{backbone.depth} trunk of width {backbone.width}: "
+                         f"{str(err).splitlines()[0]}") from err
+    backbone.weights_path = path
 
 
 def clone_stage(
