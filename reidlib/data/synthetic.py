@@ -146,7 +146,9 @@ class SynthReIDConfig:
 PRESETS: dict[str, SynthReIDConfig] = {
     "tiny": SynthReIDConfig(name="tiny", num_train_ids=18, num_test_ids=12, num_train_images=108,
                             num_query=24, num_gallery_test=72, num_distractors=12, num_junk=4),
-    "small": SynthReIDConfig(name="small"),
+    # 300 test identities and 600 queries: enough that the evaluation itself adds little noise.
+    "small": SynthReIDConfig(name="small", num_test_ids=300, num_query=600, num_gallery_test=3000,
+                             num_distractors=600, num_junk=120),
     "market": SynthReIDConfig(name="market", num_train_ids=751, num_test_ids=750, num_train_images=12_936,
                               num_query=3_368, num_gallery_test=13_115, num_distractors=2_798,
                               num_junk=3_819),

@@ -3,7 +3,9 @@
 Every function takes the chapter's :class:`~reidlib.results.store.RunRecord` s (``{run name: record}``,
 from :func:`chapter_records`) and the paper's numbers (``book/data/paper_numbers/cama.csv``), so the
 notebook shows what a run wrote and the paper printed, side by side. Our metrics are stored as
-fractions; every table here shows percent, like the paper.
+fractions; every table here shows percent, like the paper. Each of our cells is an arm's seed mean,
+standard deviation and number of seeds (:func:`reidlib.recipes.report.arm_cell`); sweep plots show every
+seed as a point.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from reidlib.recipes.cama import (
     CHAPTER,
     K_SWEEP_FRACTIONS,
     SCALE_CONFIGS,
-    SPREAD_SEEDS,
     TABLE4_RUNS,
     CamaConfig,
     k_run_name,
@@ -42,8 +43,6 @@ TABLE5_RUNS = {"branch 1st": "cama_n3_test_1", "branches 1st+2nd": "cama_n3_test
                "branches 1st+2nd+3rd": "cama_n3"}
 
 
-#: IDE+BN trained with every seed: the seed-to-seed spread of a single run.
-SPREAD_RUNS: tuple[str, ...] = ("ide_bn", *(f"ide_bn_seed{s}" for s in SPREAD_SEEDS))
 
 
 def chapter_records(scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -60,12 +59,11 @@ def table4(records: Mapping[str, RunRecord], dataset: str = ABLATION_DATASET) ->
     """Table 4: IDE+BN / MltB+L_id / MltB+L_id+L_oap, the paper's ``dataset`` beside ours (percent)."""
     rows = []
     for setting, run in TABLE4_RUNS.items():
-        rec = records.get(run)
         row: dict[str, Any] = {"setting": setting, "our run": run}
         for m in RANKS:
             row[f"paper {m}"] = paper_metric(m, setting, dataset)
         for m in RANKS:
-            row[f"ours {m}"] = _pct(rec, m)
+            row[f"ours {m}"] = report.arm_cell(records, run, m)
         rows.append(row)
     return pd.DataFrame(rows).set_index("setting").round(1)
 
@@ -81,23 +79,46 @@ def paper_vs_ours(records: Mapping[str, RunRecord], dataset: str, run: str = "ca
     wide = wide.reindex(columns=[m for m in ("mAP", "rank1") if m in wide.columns]).sort_values("mAP")
     wide.index = [f"{s} (paper)" for s in wide.index]
     rec = records.get(run)
+    wide = wide.round(1).astype(object)
     if rec is not None:
-        label = f"{setting}, ours on {rec.dataset}"
-        ours = pd.DataFrame({m: [_pct(rec, m)] for m in wide.columns}, index=[label])
+        label = f"{setting}, ours on {rec.dataset} (seed mean ± sd)"
+        ours = pd.DataFrame({m: [report.arm_cell(records, run, m)] for m in wide.columns}, index=[label])
         wide = pd.concat([wide, ours])
     wide.index.name = dataset
-    return wide.round(1)
+    return wide
 
 
 def k_sweep(records: Mapping[str, RunRecord]) -> pd.DataFrame:
-    """Figure 5 (ours): N = 2 CAMA at each ``k`` of :data:`K_SWEEP_FRACTIONS` (k as a share of the cells)."""
+    """Figure 5 (ours): N = 2 CAMA at each ``k`` of :data:`K_SWEEP_FRACTIONS` (k as a share of the cells);
+    seed mean ± sd (seeds) per point."""
     rows = []
     for frac in K_SWEEP_FRACTIONS:
-        rec = records.get(k_run_name(frac))
-        k = rec.config.get("k_fraction") if rec else frac
-        rows.append({"k / cells (%)": 100 * k, "run": k_run_name(frac), "mAP": _pct(rec, "mAP"),
-                     "rank1": _pct(rec, "rank1"), "CAM overlap (IoU)": _metric(rec, "overlap.cam_iou")})
-    return pd.DataFrame(rows).round(2)
+        run = k_run_name(frac)
+        rows.append({"k / cells (%)": round(100 * frac, 1), "run": run, "mAP": report.arm_cell(records, run),
+                     "rank1": report.arm_cell(records, run, "rank1"),
+                     "CAM overlap (IoU)": report.arm_cell(records, run, "overlap.cam_iou", 1.0, 3)})
+    return pd.DataFrame(rows)
+
+
+def k_sweep_points(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """Figure 5's points, one row per run and seed: ``k / cells (%)``, ``seed``, ``mAP``, ``rank1``."""
+    return sweep_points(records, {100 * f: k_run_name(f) for f in K_SWEEP_FRACTIONS}, "k / cells (%)")
+
+
+def branch_sweep_points(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """Figure 6's points, one row per run and seed: ``N``, ``seed``, ``mAP``, ``rank1``."""
+    return sweep_points(records, {n: "ide_bn" if n == 1 else f"cama_n{n}" for n in BRANCH_SWEEP}, "N")
+
+
+def sweep_points(records: Mapping[str, RunRecord], runs: Mapping[float, str], x: str) -> pd.DataFrame:
+    """Long table of a sweep: for each ``x -> run`` and each seed of the run's arm, its mAP and rank-1
+    (percent)."""
+    rows = []
+    for value, run in runs.items():
+        for rec in report.arm_records(records, run):
+            rows.append({x: value, "run": run, "seed": rec.seed, "mAP": _pct(rec, "mAP"),
+                         "rank1": _pct(rec, "rank1")})
+    return pd.DataFrame(rows, columns=[x, "run", "seed", "mAP", "rank1"])
 
 
 def paper_k_sweep() -> pd.DataFrame:
@@ -114,22 +135,22 @@ def branch_sweep(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     """Figure 6 (ours and paper): mAP / rank-1 per number of branches ``N`` (N = 1 is IDE+BN)."""
     rows = []
     for n in BRANCH_SWEEP:
-        rec = records.get("ide_bn" if n == 1 else f"cama_n{n}")
+        run = "ide_bn" if n == 1 else f"cama_n{n}"
         rows.append({"N": n, "paper mAP": paper_metric("mAP", f"N={n}"),
                      "paper rank1": paper_metric("rank1", f"N={n}"),
-                     "ours mAP": _pct(rec, "mAP"), "ours rank1": _pct(rec, "rank1")})
-    return pd.DataFrame(rows).set_index("N").round(1)
+                     "ours mAP": report.arm_cell(records, run),
+                     "ours rank1": report.arm_cell(records, run, "rank1")})
+    return pd.DataFrame(rows).set_index("N")
 
 
 def table5(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     """Table 5: the 3-branch model tested with the 1st, 1st+2nd and all branches (paper vs ours)."""
     rows = []
     for setting, run in TABLE5_RUNS.items():
-        rec = records.get(run)
         rows.append({"test descriptor": setting, "paper mAP": paper_metric("mAP", setting),
-                     "paper rank1": paper_metric("rank1", setting), "ours mAP": _pct(rec, "mAP"),
-                     "ours rank1": _pct(rec, "rank1")})
-    return pd.DataFrame(rows).set_index("test descriptor").round(1)
+                     "paper rank1": paper_metric("rank1", setting), "ours mAP": report.arm_cell(records, run),
+                     "ours rank1": report.arm_cell(records, run, "rank1")})
+    return pd.DataFrame(rows).set_index("test descriptor")
 
 
 def _metric(rec: RunRecord | None, name: str, scale: float = 1.0) -> float:
@@ -141,11 +162,11 @@ def mode_comparison(records: Mapping[str, RunRecord], default_mode: str) -> pd.D
     runs = {default_mode: "cama_n3", other_mode(default_mode): f"cama_n3_{other_mode(default_mode)}"}
     rows = []
     for mode, run in sorted(runs.items()):
-        rec = records.get(run)
-        rows.append({"OAP gradients": mode, "run": run, "mAP": _pct(rec, "mAP"), "rank1": _pct(rec, "rank1"),
-                     "CAM overlap (IoU)": _metric(rec, "overlap.cam_iou"),
-                     "L_oap at the end": _metric(rec, "overlap.oap")})
-    return pd.DataFrame(rows).set_index("OAP gradients").round(3)
+        rows.append({"OAP gradients": mode, "run": run, "mAP": report.arm_cell(records, run),
+                     "rank1": report.arm_cell(records, run, "rank1"),
+                     "CAM overlap (IoU)": report.arm_cell(records, run, "overlap.cam_iou", 1.0, 3),
+                     "L_oap at the end": report.arm_cell(records, run, "overlap.oap", 1.0, 3)})
+    return pd.DataFrame(rows).set_index("OAP gradients")
 
 
 def explanation_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.DataFrame:
@@ -153,32 +174,37 @@ def explanation_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> 
     rows = []
     for run in runs:
         rec = records.get(run)
+        def cell(name: str, factor: float = 1.0, digits: int = 3, run: str = run) -> str:
+            return report.arm_cell(records, run, name, factor, digits)
+
         rows.append({
             "run": run,
             "branches": rec.config.get("num_branches") if rec else math.nan,
-            "CAM overlap (IoU of top-k cells)": _metric(rec, "overlap.cam_iou"),
-            "RAM overlap (IoU)": _metric(rec, "overlap.ram_iou"),
-            "L_oap": _metric(rec, "overlap.oap"),
-            "cue pixels covered by top-k CAM cells (%)": _metric(rec, "cues.cam_coverage", 100),
-            "CAM energy on cues (%)": _metric(rec, "cues.cam_energy", 100),
-            "RAM energy on cues (%)": _metric(rec, "cues.ram_energy", 100),
-            "cue area (%)": _metric(rec, "cues.cue_area", 100),
+            "CAM overlap (IoU of top-k cells)": cell("overlap.cam_iou"),
+            "RAM overlap (IoU)": cell("overlap.ram_iou"),
+            "L_oap": cell("overlap.oap"),
+            "cue pixels covered by top-k CAM cells (%)": cell("cues.cam_coverage", 100, 1),
+            "CAM energy on cues (%)": cell("cues.cam_energy", 100, 1),
+            "RAM energy on cues (%)": cell("cues.ram_energy", 100, 1),
+            "cue area (%)": cell("cues.cue_area", 100, 1),
         })
-    return pd.DataFrame(rows).set_index("run").round(3)
+    return pd.DataFrame(rows).set_index("run")
 
 
 def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.DataFrame:
     """mAP against the whole gallery vs against the query's own look-alike family only (SynthReID)."""
-    rows = [{"run": r, "mAP (%)": _pct(records.get(r), "mAP"),
-             "mAP within the family (%)": _metric(records.get(r), "family.mAP", 100),
-             "rank-1 within the family (%)": _metric(records.get(r), "family.rank1", 100)} for r in runs]
-    return pd.DataFrame(rows).set_index("run").round(1)
+    rows = [{"run": r, "mAP (%)": report.arm_cell(records, r),
+             "mAP within the family (%)": report.arm_cell(records, r, "family.mAP"),
+             "rank-1 within the family (%)": report.arm_cell(records, r, "family.rank1")} for r in runs]
+    return pd.DataFrame(rows).set_index("run")
 
 
-def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
-    """IDE+BN's ``metric`` (percent) over its training seeds (:data:`SPREAD_RUNS`):
+def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP", run: str = "ide_bn"
+                ) -> dict[str, float]:
+    """``run``'s ``metric`` (percent) over its training seeds (default IDE+BN):
     :func:`reidlib.recipes.report.seed_spread`."""
-    return report.seed_spread(records, SPREAD_RUNS, metric)
+    names = [name for name, rec in records.items() if any(rec is r for r in report.arm_records(records, run))]
+    return report.seed_spread(records, names, metric)
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],
@@ -218,9 +244,10 @@ def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, tit
                paper_x: str | None = None) -> Figure:
     """mAP and rank-1 against ``x``, the paper's curve (Market-1501) and ours (SynthReID) in two panels.
 
-    ``ours`` has columns ``x``, ``mAP``, ``rank1`` (percent); ``paper`` the same with ``paper_x`` as x.
-    Absolute levels differ by dataset, so the panels have their own y-axes and each curve is read for
-    its shape.
+    ``ours`` is a :func:`sweep_points` table (one row per run and seed: ``x``, ``mAP``, ``rank1`` in
+    percent): each seed is a point, the line joins the seed means. ``paper`` has ``paper_x``, ``mAP`` and
+    ``rank1``. Absolute levels differ by dataset, so the panels have their own y-axes and each curve is
+    read for its shape.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -231,7 +258,11 @@ def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, tit
               (axes[1], ours, x, "ours (SynthReID)"))
     for ax, table, col, label in panels:
         for metric, name, color in (("mAP", "mAP", OKABE_ITO[0]), ("rank1", "rank-1", OKABE_ITO[1])):
-            ax.plot(table[col], table[metric], marker="o", color=color, label=name)
+            means = table.groupby(col)[metric].mean()
+            ax.plot(means.index, means.values, marker="o", color=color, label=name)
+            if "seed" in table and table.groupby(col)[metric].count().max() > 1:
+                ax.scatter(table[col], table[metric], s=14, color=color, alpha=0.45, edgecolor="none",
+                           label=f"{name}, each seed")
         ax.set(xlabel=xlabel, ylabel="%", title=f"{title}, {label}")
         if (table[col] % 1 == 0).all():  # a count (branches): no 1.5-branch ticks
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

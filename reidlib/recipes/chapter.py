@@ -44,14 +44,15 @@ from reidlib.data.registry import open_dataset
 from reidlib.engine.extract import Features
 from reidlib.engine.seeding import make_generator, seed_everything
 from reidlib.evaluation.rank import RankResult, evaluate
+from reidlib.recipes import pretrain
 from reidlib.results.paths import runs_root
-from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse
+from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse, to_jsonable
 from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
-    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "config_for",
-    "evaluation_run", "load_data", "log_line", "run_all", "run_config", "test_loader", "train_loader",
-    "train_run", "within_family",
+    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "backbone_weights",
+    "config_for", "evaluation_run", "load_data", "log_line", "run_all", "run_config", "seed_replicas",
+    "test_loader", "train_loader", "train_run", "within_family",
 ]
 
 C = TypeVar("C", bound="ChapterConfig")
@@ -71,13 +72,17 @@ class ChapterConfig:
         scale: ``smoke``, ``cpu`` or ``full`` (:data:`reidlib.scale.SCALES`).
         dataset: ``"synthreid"`` (rendered in memory) or a real dataset of :mod:`reidlib.data.registry`.
         synth_preset: SynthReID preset (``tiny``, ``small``, ``market``); ignored for real datasets.
-        seed: training seed (initialisation, sampling, augmentation).
+        seed: training seed (initialisation, sampling, augmentation). Runs of one seed are *paired*:
+            whatever their settings, seed ``s`` gives them the same data order and augmentation stream
+            and the same initialisation of the parts they share.
+        data_seed: seed SynthReID is drawn with: one world for every training seed of the chapter.
     """
 
     scale: str = "cpu"
     dataset: str = SYNTHREID
     synth_preset: str = "small"
     seed: int = 0
+    data_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -85,13 +90,15 @@ class ChapterConfig:
         if self.dataset not in REGISTERED_DATASETS:
             raise ValueError(f"{type(self).__name__}.dataset {self.dataset!r} unknown; expected one of "
                              f"{sorted(REGISTERED_DATASETS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"{type(self).__name__}.seed must be a non-negative int, got {self.seed!r}")
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{type(self).__name__}.{name} must be a non-negative int, got {value!r}")
 
     @property
     def synth_seed(self) -> int:
-        """Seed SynthReID is drawn with (a paper's config may fix it across training seeds)."""
-        return self.seed
+        """Seed SynthReID is drawn with: ``data_seed``, the same world for every training seed."""
+        return self.data_seed
 
     @property
     def render_size(self) -> tuple[int, int]:
@@ -127,6 +134,41 @@ def run_config(runs: Mapping[str, Mapping[str, Any]], name: str, base: C) -> C:
     if name not in runs:
         raise ValueError(f"unknown run {name!r}; runs: {sorted(runs)}")
     return dataclasses.replace(base, **runs[name])
+
+
+def seed_replicas(runs: Mapping[str, Mapping[str, Any]], arms: Iterable[str], seeds: Iterable[int]
+                  ) -> dict[str, dict[str, Any]]:
+    """Run-table entries ``<arm>_seed<s>``: each arm of ``arms`` again with training seed ``s``.
+
+    A claim's verdict compares two arms seed by seed (:func:`reidlib.results.claims.judge` pairs an arm's
+    runs by their recorded seed), so both arms of a claim get the same ``seeds``.
+
+    Raises:
+        KeyError: an arm that is not in ``runs``.
+    """
+    missing = [a for a in arms if a not in runs]
+    if missing:
+        raise KeyError(f"seed_replicas: arms {missing} are not runs of the table ({sorted(runs)})")
+    return {f"{arm}_seed{s}": {**runs[arm], "seed": int(s)} for arm in arms for s in seeds}
+
+
+def backbone_weights(cfg: Any, device: str = "cpu") -> bool | Path:
+    """``pretrained`` for :func:`reidlib.models.backbone.build_backbone` from a config with ``scale``,
+    ``depth``, ``base_width`` and ``pretrained``: ImageNet at width 64, the SynthReID trunk of the scale for
+    a narrow ResNet (trained now when not cached, :func:`reidlib.recipes.pretrain.trunk_file`)."""
+    return pretrain.backbone_weights(cfg.scale, cfg.depth, cfg.base_width, bool(cfg.pretrained), device)
+
+
+def _with_trunk(cfg: Any, config: Any) -> Any:
+    """The stored config, with the key of the pre-trained trunk the run starts from (if any): a run is
+    reused only with the same trunk."""
+    fields = [_field(cfg, n) for n in ("scale", "depth", "base_width", "pretrained")]
+    if any(f is None for f in fields):
+        return config
+    key = pretrain.trunk_key(str(fields[0]), int(fields[1]), int(fields[2]), bool(fields[3]))
+    if key is None:
+        return config
+    return {**to_jsonable(config, "config"), "pretrained_trunk": key}
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -338,7 +380,7 @@ def train_run(
         trained["model"] = model.cpu()
         return RunOutcome(metrics=metrics, history=history, extra=extra)
 
-    config = cfg if stored_config is None else stored_config
+    config = _with_trunk(cfg, cfg if stored_config is None else stored_config)
     record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=ctx.reuse and weights.is_file(),
                           dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device)
     if record.reused:
@@ -370,8 +412,9 @@ def evaluation_run(
             extra = {"evaluated_from": evaluated_from, **extra}
         return RunOutcome(metrics=metrics, extra=extra)
 
-    return run_or_reuse(ctx.chapter, name, _field(config, "scale"), config, eval_fn, reuse=ctx.reuse,
-                        dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device)
+    return run_or_reuse(ctx.chapter, name, _field(config, "scale"), _with_trunk(config, config), eval_fn,
+                        reuse=ctx.reuse, dataset=ctx.data.name, seed=seed, root=ctx.results_root,
+                        device=ctx.device)
 
 
 def log_line(name: str, record: RunRecord, seconds: float) -> str:

@@ -83,8 +83,15 @@ from reidlib.results.store import RunRecord
 CHAPTER = "reid_done_right"
 CUTOUT_MODES = ("none", "progressive", "fixed")
 TRAIN_MODES = (*MINING_MODES, "batch_hard")
-#: Extra training seeds of the main run (``rdr_seed<s>``, seed = base seed + s).
-SPREAD_SEEDS = (1, 2)
+#: Training seeds of every arm a claim compares, besides the config's own (0): each claim's verdict is the
+#: interval of the paired difference over the three seeds (:mod:`reidlib.results.intervals`).
+PAIRED_SEEDS: tuple[int, ...] = (1, 2)
+#: The stage-2 runs the claims of ``book/data/claims/reid_done_right.yaml`` compare; each is trained with
+#: :data:`PAIRED_SEEDS` too (the re-ranking and attention runs follow ``rdr``). Table rows no claim
+#: compares (crop alone, the largest input, batch-hard mining) are trained with seed 0 only.
+CLAIM_ARMS: tuple[str, ...] = ("rdr", "aug_none", "aug_flip", "aug_all", "size_small", "pool_avg",
+                               "depth_shallow", "depth_deep", "no_cls_pretrain", "mining_random",
+                               "cutout_fixed")
 #: A finished run of the chapter: its config, results record and descriptor network.
 RdrRun = ChapterRun["RdrConfig", GlobalDescriptor]
 
@@ -100,8 +107,9 @@ class RdrConfig(ChapterConfig):
         render_height, render_width: the size SynthReID draws its
             images at (the counterpart of Market's 256x128 "native" size, which the paper up-scales).
         depth: ResNet depth; ``depth_sweep``: Table 3b's three depths (``depth`` is the middle one).
-        base_width: 64 = torchvision's ResNet; less = a randomly initialised narrow ResNet (CPU).
-        pretrained: ImageNet weights for the backbone (from disk; never downloaded).
+        base_width: 64 = torchvision's ResNet; less = a narrow ResNet (CPU).
+        pretrained: start from pre-trained weights: ImageNet (from disk; never downloaded) at width 64,
+            the SynthReID trunk of the scale for a narrow ResNet (:mod:`reidlib.recipes.pretrain`).
         pool: ``"max"`` or ``"avg"`` (Table 3a). dim: descriptor size (2,048 in the paper).
         cls_pretrain: run stage 1 (identity classification) before the ranking stage (Table 3c).
         cls_size: side of the square random-sized crops of stage 1 (224). cls_crop_scale: their area range.
@@ -127,7 +135,6 @@ class RdrConfig(ChapterConfig):
         freeze_bn: BN statistics fixed in stage 2 (see the module docstring).
         qe_k_query, qe_k_db: neighbours averaged by query expansion (5) and database augmentation (10).
         explain_images: query images used for the attention scores.
-        data_seed: seed SynthReID is drawn with (fixed across the chapter's training seeds).
     """
 
     render_height: int = 64
@@ -168,7 +175,6 @@ class RdrConfig(ChapterConfig):
     qe_k_query: int = 5
     qe_k_db: int = 10
     explain_images: int = 48
-    data_seed: int = 0
 
     def __post_init__(self) -> None:
         self.depth_sweep = tuple(self.depth_sweep)  # type: ignore[assignment]  (JSON gives lists)
@@ -191,8 +197,6 @@ class RdrConfig(ChapterConfig):
             raise ValueError(f"pk_instances must be >= 2, got {self.pk_instances}")
         if self.max_side < 16 or self.cls_size < 16:
             raise ValueError(f"max_side and cls_size must be >= 16, got {self.max_side}, {self.cls_size}")
-        if self.base_width != 64 and self.pretrained:
-            raise ValueError("ImageNet weights exist for base_width 64 only")
         if self.batch_triplets % self.triplets_per_pass:
             raise ValueError(f"batch_triplets ({self.batch_triplets}) must be a multiple of "
                              f"triplets_per_pass ({self.triplets_per_pass}): updates split into equal passes")
@@ -201,17 +205,15 @@ class RdrConfig(ChapterConfig):
                              f"({self.pool_updates}): training is counted in pool periods")
 
     @property
-    def synth_seed(self) -> int:
-        """SynthReID is drawn with ``data_seed``, the same world for every training seed."""
-        return self.data_seed
-
-    @property
     def render_size(self) -> tuple[int, int]:
         return self.render_height, self.render_width
 
 
-#: The three scales. ``cpu`` and ``smoke`` train narrow ResNets from scratch (no ImageNet weights here), so
-#: their stage-1 LR starts 10x higher than the paper's fine-tuning LR (0.1 -> 1e-3) on larger crops; stage 2
+#: The three scales. ``cpu`` and ``smoke`` start from the scale's SynthReID trunk (no ImageNet weights
+#: here; :mod:`reidlib.recipes.pretrain`): identity classification on 751 identities no chapter sees, which
+#: is the paper's stage 1 too, so they skip the chapter's own stage 1 (``cls_pretrain=False``; Table 3c
+#: compares with and without the trunk). With stage 1 on, its LR starts 10x higher than the paper's
+#: fine-tuning LR (0.1 -> 1e-3) on larger crops; stage 2
 #: keeps the paper's LR (1e-3; 1e-2 collapsed every descriptor onto one point in our trials) with 64
 #: updates of 16 triplets, halving the LR every 16 updates. Sizes are scaled in proportion: SynthReID drawn
 #: at 64x32 plays Market's 256x128, so ``M`` = 64 / 104 / 160 is the paper's 256 / 416 / 640.
@@ -219,8 +221,8 @@ SCALE_CONFIGS: dict[str, RdrConfig] = {
     "smoke": RdrConfig(scale="smoke", synth_preset="tiny", depth=10, depth_sweep=(10, 10, 18), base_width=8,
                        dim=64, cls_size=32, cls_epochs=2, cls_batch=32, max_side=48, size_sweep=(32, 48, 64),
                        iterations=4, batch_triplets=4, triplets_per_pass=4, half_life=2.0, pool_size=60,
-                       pool_updates=2, explain_images=6),
-    "cpu": RdrConfig(scale="cpu"),
+                       pool_updates=2, explain_images=6, pretrained=True, cls_pretrain=False),
+    "cpu": RdrConfig(scale="cpu", pretrained=True, cls_pretrain=False),
     "full": RdrConfig(scale="full", dataset="market1501", synth_preset="market", render_height=256,
                       render_width=128, depth=101, depth_sweep=(50, 101, 152), base_width=64, pretrained=True,
                       dim=2048, cls_size=224, cls_crop_scale=(0.08, 1.0), cls_epochs=40, cls_batch=128,
@@ -236,10 +238,22 @@ def config_for(scale: str | None = None, **overrides: Any) -> RdrConfig:
     return chapter.config_for(SCALE_CONFIGS, scale, **overrides)
 
 
+def uses_trunk(cfg: RdrConfig) -> bool:
+    """True when ``cfg`` starts from a SynthReID trunk (a narrow ResNet with ``pretrained``,
+    :mod:`reidlib.recipes.pretrain`): identity classification on a large population, which then plays
+    both ImageNet and the paper's stage 1."""
+    return bool(cfg.pretrained) and cfg.base_width != 64
+
+
 def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
     small, _, large = base.size_sweep
     shallow, _, deep = base.depth_sweep
-    return {
+    # Table 3c removes the classification pre-training the base config has: stage 1, or the SynthReID
+    # trunk (which is classification pre-training on a disjoint population). A trunk exists for the
+    # middle depth only, so Table 3b's depths are compared without one, like Table 3c's "no".
+    no_pretrain = {"cls_pretrain": False} if base.cls_pretrain else {"pretrained": False}
+    depth_init = {"pretrained": False} if uses_trunk(base) else {}
+    runs: dict[str, dict[str, Any]] = {
         "rdr": {},
         # Table 1: flip / crop / cut-out ("cut-out" alone is the main run).
         "aug_none": {"cutout": "none"},
@@ -251,16 +265,15 @@ def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
         "size_large": {"max_side": large},
         # Table 3: pooling, depth, classification pre-training.
         "pool_avg": {"pool": "avg"},
-        "depth_shallow": {"depth": shallow},
-        "depth_deep": {"depth": deep},
-        "no_cls_pretrain": {"cls_pretrain": False},
+        "depth_shallow": {"depth": shallow, **depth_init},
+        "depth_deep": {"depth": deep, **depth_init},
+        "no_cls_pretrain": no_pretrain,
         # The curriculum claims: fixed vs progressive cut-out, random vs hard triplets; and batch-hard.
         "cutout_fixed": {"cutout": "fixed"},
         "mining_random": {"mining": "random"},
         "mining_batch_hard": {"mining": "batch_hard"},
-        # The main run again with other training seeds: how far two runs of one setting land apart.
-        **{f"rdr_seed{s}": {"seed": base.seed + s} for s in SPREAD_SEEDS},
     }
+    return runs | chapter.seed_replicas(runs, CLAIM_ARMS, PAIRED_SEEDS)
 
 
 #: Every stage-2 run of the chapter (its overrides of the scale's config come from
@@ -275,6 +288,14 @@ TABLE3_RUNS = {"(a) pooling: average": "pool_avg", "(a) pooling: max": "rdr",
                "(b) backbone: deep": "depth_deep",
                "(c) classification pre-training: no": "no_cls_pretrain",
                "(c) classification pre-training: yes": "rdr"}
+
+
+def table3_runs(base: RdrConfig) -> dict[str, str]:
+    """:data:`TABLE3_RUNS` for ``base``: with a SynthReID trunk, Table 3b's depths are trained without
+    one, so its middle row is ``no_cls_pretrain`` (the main network without the trunk)."""
+    if uses_trunk(base):
+        return TABLE3_RUNS | {"(b) backbone: middle": "no_cls_pretrain"}
+    return dict(TABLE3_RUNS)
 
 def run_config(name: str, base: RdrConfig) -> RdrConfig:
     """The config of run ``name`` of :data:`RUNS` on top of ``base`` (a scale's config)."""
@@ -311,7 +332,7 @@ def classification_transform(cfg: RdrConfig) -> T.Compose:
 
 def build_model(cfg: RdrConfig, num_classes: int | None = None) -> GlobalDescriptor:
     """The descriptor network of ``cfg`` (with a classifier when ``num_classes`` is given: stage 1)."""
-    backbone = build_backbone(cfg.depth, cfg.base_width, cfg.pretrained)
+    backbone = build_backbone(cfg.depth, cfg.base_width, chapter.backbone_weights(cfg))
     pool = "avg" if num_classes is not None else cfg.pool
     return GlobalDescriptor(backbone, dim=cfg.dim, pool=pool, num_classes=num_classes)
 
@@ -541,32 +562,54 @@ def run_rdr(name: str, cfg: RdrConfig, ctx: RunContext) -> RdrRun:
 
 
 def run_all(base: RdrConfig, ctx: RunContext, names: Sequence[str] | None = None) -> dict[str, RdrRun]:
-    """Every run of :data:`RUNS` (or ``names``) in order; one log line each."""
-    return chapter.run_all(names if names is not None else RUNS,
+    """Every run of :data:`RUNS` (or ``names``) in order, one log line each; then, for each seed of the
+    main run, its re-ranking (:func:`run_reranking`) and implicit-attention (:func:`run_attention`)
+    evaluations, which the claims compare seed by seed."""
+    runs = chapter.run_all(names if names is not None else RUNS,
                            lambda name: run_rdr(name, run_config(name, base), ctx))
+    for name in [n for n in runs if n == "rdr" or n.startswith("rdr_seed")]:
+        run_reranking(runs[name], ctx)
+        run_attention(runs[name], ctx)
+    return runs
 
 
-def run_untrained(base: RdrConfig, ctx: RunContext) -> RunRecord:
-    """The reference point every trained run must beat: the network of ``base`` with random weights (BN
-    statistics estimated on training images, as for ``no_cls_pretrain``), evaluated as run ``untrained``."""
+def run_untrained(base: RdrConfig, ctx: RunContext, pretrained: bool = False) -> RunRecord:
+    """A reference point no training on the chapter's data: the network of ``base`` with random weights
+    (run ``untrained``; every trained run must beat it) or, with ``pretrained``, with the weights it
+    starts from (run ``pretrained_only``: what the SynthReID trunk or ImageNet alone gives). BN statistics
+    are estimated on training images, as for a run without stage 1."""
+    cfg = dataclasses.replace(base, pretrained=pretrained)
 
     def eval_fn() -> tuple[dict[str, Any], dict[str, Any] | None]:
         torch.manual_seed(base.seed)
-        model = initialise(build_model(base), base, ctx.data, None).to(ctx.device).eval()
-        return evaluate_model(model, base, ctx.data)[0], None
+        model = initialise(build_model(cfg), cfg, ctx.data, None).to(ctx.device).eval()
+        return evaluate_model(model, cfg, ctx.data)[0], None
 
-    return chapter.evaluation_run(ctx, "untrained", dataclasses.asdict(base) | {"untrained": True}, eval_fn)
+    name = "pretrained_only" if pretrained else "untrained"
+    return chapter.evaluation_run(ctx, name, dataclasses.asdict(cfg) | {"untrained": True}, eval_fn)
+
+
+def derived_name(run: str, prefix: str = "", suffix: str = "") -> str:
+    """Name of an evaluation of run ``run``, its seed suffix kept last so that the derived runs of an
+    arm's seeds form an arm too: ``derived_name("rdr_seed1", suffix="qe") == "rdr_qe_seed1"``."""
+    stem, sep, seed = run.rpartition("_seed")
+    if not (sep and seed.isdigit()):
+        stem, seed = run, ""
+    name = f"{prefix}_{stem}" if prefix else stem
+    name = f"{name}_{suffix}" if suffix else name
+    return f"{name}_seed{seed}" if seed else name
 
 
 def run_reranking(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
     """Table 4's re-ranking rows as evaluation-only runs of ``base``: ``<base>_qe`` (query expansion,
     the paper's) and ``<base>_krr`` (k-reciprocal re-ranking), whose top-level metrics are the
-    re-ranked ones (so claims compare them with ``base`` on the same metric names)."""
+    re-ranked ones (so claims compare them with ``base`` on the same metric names); for a seed replica
+    ``rdr_seed1`` they are ``rdr_qe_seed1`` and ``rdr_krr_seed1`` (:func:`derived_name`)."""
     out = {}
     for suffix in ("qe", "krr"):
         config = dataclasses.asdict(base.config) | {"reranking": suffix}
         out[suffix] = chapter.evaluation_run(
-            ctx, f"{base.name}_{suffix}", config,
+            ctx, derived_name(base.name, suffix=suffix), config,
             lambda suffix=suffix: (dict(base.metrics[suffix]), {"reranking": suffix}),
             evaluated_from=base.name)
     return out
@@ -669,9 +712,13 @@ def run_attention(base: RdrRun, ctx: RunContext) -> dict[str, RunRecord]:
 
     uniform_config = {"explain_images": cfg.explain_images, "dataset": ctx.data.name, "scale": cfg.scale,
                       "seed": cfg.seed, "attention": "uniform"}
+    # The uniform map's scores do not depend on the seed; it is stored once per seed of ``base`` so the
+    # claim's two arms pair seed by seed.
+    _, sep, seed = base.name.rpartition("_seed")
+    uniform_name = f"attention_uniform_seed{seed}" if sep and seed.isdigit() else "attention_uniform"
     return {
-        base.name: chapter.evaluation_run(ctx, f"attention_{base.name}",
+        base.name: chapter.evaluation_run(ctx, derived_name(base.name, "attention"),
                                           dataclasses.asdict(cfg) | {"attention": "implicit-50"}, scores_fn,
                                           evaluated_from=base.name),
-        "uniform": chapter.evaluation_run(ctx, "attention_uniform", uniform_config, uniform_fn),
+        "uniform": chapter.evaluation_run(ctx, uniform_name, uniform_config, uniform_fn),
     }

@@ -24,21 +24,16 @@ from reidlib.recipes import report
 from reidlib.recipes.chapter import ChapterData
 from reidlib.recipes.reid_done_right import (
     CHAPTER,
-    SPREAD_SEEDS,
     TABLE1_RUNS,
-    TABLE3_RUNS,
     RdrConfig,
     RdrRun,
     extract,
+    table3_runs,
     test_transform,
 )
 from reidlib.results.store import RunRecord
 
 PAPER_DATASETS = ("Market-1501", "DukeMTMC-reID")
-
-
-#: The main run trained with every seed: the seed-to-seed spread of a single run.
-SPREAD_RUNS: tuple[str, ...] = ("rdr", *(f"rdr_seed{s}" for s in SPREAD_SEEDS))
 
 
 def chapter_records(scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -58,16 +53,21 @@ def paper_value(setting: str, dataset: str, metric: str = "mAP") -> float:
 def ablation_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
                    paper_settings: Mapping[str, str]) -> pd.DataFrame:
     """Rows ``label -> our run`` with the paper's mAP on Market-1501 and Duke (``paper_settings`` maps
-    a label to the paper's setting name) and our mAP and rank-1 (percent)."""
+    a label to the paper's setting name) and ours (percent): the seed mean and standard deviation of
+    mAP over the run's arm (:func:`reidlib.recipes.report.arm_stats`), its number of seeds, the mean
+    rank-1."""
     out = []
     for label, run in rows.items():
         setting = paper_settings[label]
+        mean, sd, n = report.arm_stats(records, run)
         out.append({
             "setting": label,
             **{f"paper mAP ({d})": paper_value(setting, d) for d in PAPER_DATASETS},
             "our run": run,
-            "ours mAP": _metric(records.get(run), "mAP"),
-            "ours rank-1": _metric(records.get(run), "rank1"),
+            "ours mAP": mean,
+            "ours mAP sd": sd,
+            "seeds": n,
+            "ours rank-1": report.arm_mean(records, run, "rank1"),
         })
     return pd.DataFrame(out).set_index("setting")
 
@@ -95,7 +95,7 @@ def table3(records: Mapping[str, RunRecord], cfg: RdrConfig) -> pd.DataFrame:
              "(c) classification pre-training: yes": "classification pre-training: yes"}
     rows: dict[str, str] = {}
     settings: dict[str, str] = {}
-    for label, run in TABLE3_RUNS.items():
+    for label, run in table3_runs(cfg).items():
         if label.startswith("(b)"):
             i = ("shallow", "middle", "deep").index(label.split(": ")[1])
             new = f"(b) ResNet-{paper_depths[i]} (ours ResNet-{cfg.depth_sweep[i]}, narrow)"
@@ -115,23 +115,32 @@ def table4(records: Mapping[str, RunRecord], base: str = "rdr") -> pd.DataFrame:
         for m, name in (("mAP", "mAP"), ("rank1", "rank-1"), ("rank5", "rank-5")):
             row[f"paper {name}"] = paper_value(setting, "Market-1501", m) if setting else math.nan
         for m, name in (("mAP", "mAP"), ("rank1", "rank-1"), ("rank5", "rank-5")):
-            row[f"ours {name}"] = _metric(records.get(run), m)
+            row[f"ours {name}"] = report.arm_mean(records, run, m)
+        mean, sd, n = report.arm_stats(records, run)
+        row["ours mAP sd"], row["seeds"] = sd, n
         out.append(row)
     return pd.DataFrame(out).set_index("re-ranking")
 
 
 def comparison_table(records: Mapping[str, RunRecord], rows: Mapping[str, str],
                      metrics: Sequence[str] = ("mAP", "rank1", "family.mAP")) -> pd.DataFrame:
-    """Our runs side by side (percent): ``label -> run``."""
+    """Our runs side by side (percent): ``label -> run``; each metric is the seed mean over the run's arm,
+    with the standard deviation of mAP and the number of seeds."""
     names = {"mAP": "mAP", "rank1": "rank-1", "family.mAP": "mAP within the family", "qe.mAP": "mAP + QE"}
-    return pd.DataFrame([{"setting": label, "run": run, **{names.get(m, m): _metric(records.get(run), m)
-                                                             for m in metrics}}
-                         for label, run in rows.items()]).set_index("setting")
+    out = []
+    for label, run in rows.items():
+        mean, sd, n = report.arm_stats(records, run)
+        out.append({"setting": label, "run": run,
+                    **{names.get(m, m): report.arm_mean(records, run, m) for m in metrics},
+                    "mAP sd": sd, "seeds": n})
+    return pd.DataFrame(out).set_index("setting")
 
 
-def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP") -> dict[str, float]:
-    """The main run's ``metric`` (percent) over its training seeds (:data:`SPREAD_RUNS`)."""
-    return report.seed_spread(records, SPREAD_RUNS, metric)
+def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP", run: str = "rdr"
+                ) -> dict[str, float]:
+    """``run``'s ``metric`` (percent) over its training seeds (default: the main run)."""
+    names = [name for name, rec in records.items() if any(rec is r for r in report.arm_records(records, run))]
+    return report.seed_spread(records, names, metric)
 
 
 def plot_training(records: Mapping[str, RunRecord], classification: Sequence[str], ranking: Sequence[str],
@@ -185,7 +194,9 @@ def plot_paper_vs_ours(table: pd.DataFrame, title: str, seed_range: tuple[float,
     for j, d in enumerate(PAPER_DATASETS):
         axes[0].plot(table[f"paper mAP ({d})"], y, "o", ms=7, color=OKABE_ITO[j], label=d)
     axes[0].set(xlabel="mAP (%)", title=f"{title}: paper")
-    axes[1].plot(table["ours mAP"], y, "D", ms=7, color=OKABE_ITO[2], label="ours (SynthReID)")
+    sd = table["ours mAP sd"] if "ours mAP sd" in table else None
+    axes[1].errorbar(table["ours mAP"], y, xerr=sd, fmt="D", ms=7, color=OKABE_ITO[2], capsize=3,
+                     label="ours (SynthReID): seed mean ± sd")
     axes[1].set(xlabel="mAP (%)", title=f"{title}: ours")
     if seed_range is not None and not any(math.isnan(v) for v in seed_range):
         axes[1].axvspan(*seed_range, color=OKABE_ITO[2], alpha=0.15, label="main run over seeds")
@@ -251,11 +262,13 @@ def attention_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd
         rec = records.get(run)
         if rec is None:
             continue
-        rows.append({"map": run, "energy on cues (%)": _metric(rec, "energy_cues"),
-                     "cue area (%)": _metric(rec, "area_cues"),
-                     "energy on body (%)": _metric(rec, "energy_body"),
-                     "energy on background (%)": _metric(rec, "energy_background"),
-                     "lift over uniform (x)": _metric(rec, "cue_lift", 1.0)})
+        _, sd, n = report.arm_stats(records, run, "energy_cues")
+        rows.append({"map": run, "energy on cues (%)": report.arm_mean(records, run, "energy_cues"),
+                     "sd": sd, "seeds": n,
+                     "cue area (%)": report.arm_mean(records, run, "area_cues"),
+                     "energy on body (%)": report.arm_mean(records, run, "energy_body"),
+                     "energy on background (%)": report.arm_mean(records, run, "energy_background"),
+                     "lift over uniform (x)": report.arm_mean(records, run, "cue_lift", 1.0)})
     return pd.DataFrame(rows).set_index("map")
 
 

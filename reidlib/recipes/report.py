@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import statistics
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
@@ -19,8 +21,9 @@ from reidlib.results import noise
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
-__all__ = ["chapter_records", "claims_summary", "claims_table", "metric", "paper_value", "percent",
-           "seed_spread", "verdict_text"]
+__all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_stats", "chapter_records",
+           "claims_summary", "claims_table", "metric", "paper_value", "percent", "seed_spread",
+           "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -61,6 +64,51 @@ def seed_spread(records: Mapping[str, RunRecord], runs: Iterable[str], metric_na
     ``range`` is how far two single-seed runs of one setting landed apart.
     """
     return noise.spread(percent(records[r], metric_name) for r in runs if r in records)
+
+
+def arm_records(records: Mapping[str, RunRecord], run: str) -> list[RunRecord]:
+    """The runs of one arm: ``run`` and its seed replicas ``<run>_seed<k>`` (ordered by ``k``), the runs a
+    claim's verdict pairs seed by seed."""
+    pattern = re.compile(rf"{re.escape(run)}_seed(\d+)")
+    replicas = sorted((int(m.group(1)), name) for name in records if (m := pattern.fullmatch(name)))
+    return ([records[run]] if run in records else []) + [records[name] for _, name in replicas]
+
+
+def arm_points(records: Mapping[str, RunRecord], run: str, name: str = "mAP", factor: float = 100.0
+               ) -> list[tuple[int | None, float]]:
+    """``(seed, factor * metric)`` of each run of the arm ``run`` that has the metric (percent by
+    default)."""
+    points = [(rec.seed, metric(rec, name, factor)) for rec in arm_records(records, run)]
+    return [(seed, value) for seed, value in points if math.isfinite(value)]
+
+
+def arm_mean(records: Mapping[str, RunRecord], run: str, name: str = "mAP", factor: float = 100.0) -> float:
+    """Seed mean of ``factor * metric`` over the arm ``run`` (percent by default); NaN when no run has it."""
+    values = [v for _, v in arm_points(records, run, name, factor)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def arm_stats(records: Mapping[str, RunRecord], run: str, name: str = "mAP", factor: float = 100.0
+              ) -> tuple[float, float, int]:
+    """``(seed mean, sample standard deviation, seeds)`` of ``factor * metric`` over the arm ``run``;
+    the deviation is NaN below two seeds, both are NaN with none."""
+    values = [v for _, v in arm_points(records, run, name, factor)]
+    if not values:
+        return math.nan, math.nan, 0
+    sd = statistics.stdev(values) if len(values) > 1 else math.nan
+    return statistics.fmean(values), sd, len(values)
+
+
+def arm_cell(records: Mapping[str, RunRecord], run: str, name: str = "mAP", factor: float = 100.0,
+             digits: int = 1) -> str:
+    """A table cell for the arm ``run``: ``"41.2 ± 0.8 (3)"`` (seed mean, sample standard deviation,
+    seeds), ``"41.2 (1 seed)"``, or ``"not run"``."""
+    values = [v for _, v in arm_points(records, run, name, factor)]
+    if not values:
+        return "not run"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} ({len(values)})"
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:

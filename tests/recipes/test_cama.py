@@ -131,3 +131,32 @@ def test_a_run_does_not_depend_on_the_runs_before_it(tmp_path, monkeypatch):
     again = cama.run_cama("c", cfg, ctx).model
     for (name, p), q in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
+
+
+def test_every_claims_arm_is_trained_with_the_paired_seeds():
+    from reidlib.results.claims import MIN_SEEDS, load_claims
+
+    evaluated = {name: "cama_n3" for name in cama.TEST_BRANCH_RUNS}  # evaluations of cama_n3's seeds
+    for claim in load_claims("cama"):
+        for arm in (claim.winner, *claim.losers):
+            trained = evaluated.get(arm, arm)
+            assert trained in cama.CLAIM_ARMS, (claim.id, arm)
+            seeds = {cama.run_config(n, cama.SCALE_CONFIGS["cpu"]).seed
+                     for n in cama.RUNS if n == trained or n.startswith(f"{trained}_seed")}
+            assert len(seeds) >= MIN_SEEDS, (claim.id, arm, seeds)
+
+
+def test_a_smoke_run_starts_from_the_pretrained_trunk_and_records_its_key(tmp_path, monkeypatch):
+    from reidlib.recipes import pretrain
+
+    monkeypatch.delenv("REIDLIB_SCALE", raising=False)
+    cfg = config_for("smoke", epochs=1, warmup_epochs=0, lr_milestones=[])
+    assert cfg.pretrained and cama.SCALE_CONFIGS["cpu"].pretrained
+    trunk = pretrain.trunk_file(pretrain.trunk_config("smoke", cfg.depth, cfg.base_width))
+    model = cama.build_model(cfg, num_classes=3)
+    state = torch.load(trunk, weights_only=True)
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in state.items())
+    data = chapter.load_data(cfg)
+    ctx = cama.context(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
+    record = cama.run_cama("a", cfg, ctx).record
+    assert record.config["pretrained_trunk"] == pretrain.trunk_config("smoke", 18, 8).key

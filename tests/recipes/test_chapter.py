@@ -190,3 +190,19 @@ def test_two_arms_with_one_seed_see_the_same_batches():
     again = [b["index"].tolist() for b in chapter.train_loader(data, tf, batch_size=8, seed=3)]
     other = [b["index"].tolist() for b in chapter.train_loader(data, tf, batch_size=8, seed=4)]
     assert order == again and order != other
+
+
+def test_seed_replicas_give_every_arm_the_same_seeds():
+    runs = {"a": {"x": 1}, "b": {}}
+    replicas = chapter.seed_replicas(runs, ["a", "b"], (1, 2))
+    assert replicas == {"a_seed1": {"x": 1, "seed": 1}, "a_seed2": {"x": 1, "seed": 2},
+                        "b_seed1": {"seed": 1}, "b_seed2": {"seed": 2}}
+    with pytest.raises(KeyError, match="nope"):
+        chapter.seed_replicas(runs, ["nope"], (1,))
+
+
+def test_the_world_is_drawn_with_data_seed_whatever_the_training_seed():
+    assert ToyConfig(seed=2).synth_seed == ToyConfig(seed=0).synth_seed == 0
+    assert ToyConfig(seed=2, data_seed=5).synth_seed == 5
+    with pytest.raises(ValueError, match="data_seed"):
+        ToyConfig(data_seed=-1)

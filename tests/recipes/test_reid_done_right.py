@@ -106,7 +106,7 @@ def test_runs_and_config_validation():
 
 @pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path):
-    base = R.config_for("smoke")
+    base = dataclasses.replace(R.config_for("smoke"), cls_pretrain=True)  # trunk, then stage 1, then stage 2
     data = chapter.load_data(base)
     ctx = R.context(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
     run = R.run_rdr("rdr", base, ctx)
@@ -162,3 +162,32 @@ def test_stage_two_resumes_bit_exactly_after_a_crash(tmp_path, monkeypatch):
     for p, q in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(p, q)
     assert again == history  # the same per-update losses, pool refreshes included
+
+
+def test_with_a_trunk_table_3_compares_without_it_and_claims_arms_have_paired_seeds():
+    from reidlib.results.claims import MIN_SEEDS, load_claims
+
+    base = R.config_for("cpu")
+    assert R.uses_trunk(base) and not base.cls_pretrain
+    assert R.run_config("no_cls_pretrain", base).pretrained is False
+    assert not R.run_config("depth_shallow", base).pretrained
+    assert not R.run_config("depth_deep", base).pretrained
+    assert R.table3_runs(base)["(b) backbone: middle"] == "no_cls_pretrain"
+    full = R.config_for("full")
+    assert R.run_config("no_cls_pretrain", full).cls_pretrain is False
+    assert R.run_config("depth_deep", full).pretrained
+    assert R.table3_runs(full) == R.TABLE3_RUNS
+    derived = {"rdr_qe": "rdr", "attention_rdr": "rdr", "attention_uniform": "rdr"}
+    for claim in load_claims(R.CHAPTER):
+        for arm in (claim.winner, *claim.losers):
+            trained = derived.get(arm, arm)
+            seeds = {R.run_config(n, base).seed for n in R.RUNS
+                     if n == trained or n.startswith(f"{trained}_seed")}
+            assert len(seeds) >= MIN_SEEDS, (claim.id, arm)
+
+
+def test_derived_runs_keep_the_seed_suffix_last():
+    assert R.derived_name("rdr_seed2", suffix="qe") == "rdr_qe_seed2"
+    assert R.derived_name("rdr", suffix="krr") == "rdr_krr"
+    assert R.derived_name("aug_none_seed1", "attention") == "attention_aug_none_seed1"
+    assert R.derived_name("rdr_seedling", "attention") == "attention_rdr_seedling"

@@ -58,3 +58,24 @@ def test_claims_table_summary_and_verdict_text():
     assert "1 claims have fewer than 3 paired seeds" in text
     assert "- **c1** (contradicted): claim 1 (detail 1)" in text and "c0**" not in text
     assert report.verdict_text(table) == {"c0": REPRODUCED, "c1": CONTRADICTED, "c2": INCONCLUSIVE}
+
+
+def _seeded(tmp_path, values):
+    from reidlib.results.store import save_run
+
+    for name, (seed, m) in values.items():
+        save_run("toy", name, "cpu", {"mAP": m}, {"seed": seed}, "synth", seed, 1.0, root=tmp_path)
+    return report.chapter_records("toy", "cpu", tmp_path)
+
+
+def test_an_arm_is_a_run_and_its_seed_replicas(tmp_path):
+    records = _seeded(tmp_path, {"a": (0, 0.40), "a_seed1": (1, 0.42), "a_seed2": (2, 0.44),
+                                 "a_seedx": (9, 0.9), "ab_seed1": (1, 0.9), "b": (0, 0.30)})
+    assert [r.seed for r in report.arm_records(records, "a")] == [0, 1, 2]
+    mean, sd, n = report.arm_stats(records, "a")
+    assert (round(mean, 6), round(sd, 6), n) == (42.0, 2.0, 3)
+    assert report.arm_cell(records, "a") == "42.0 ± 2.0 (3)"
+    assert report.arm_cell(records, "b") == "30.0 (1 seed)"
+    assert report.arm_cell(records, "missing") == "not run"
+    assert math.isnan(report.arm_mean(records, "missing")) and report.arm_stats(records, "b")[2] == 1
+    assert report.arm_points(records, "a", factor=1.0) == [(0, 0.40), (1, 0.42), (2, 0.44)]
