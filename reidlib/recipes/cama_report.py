@@ -283,7 +283,7 @@ def config_table(configs: Mapping[str, CamaConfig]) -> list[dict[str, Any]]:
             "setting": label,
             "dataset": f"{c.dataset}" + (f" ({c.synth_preset})" if c.dataset == "synthreid" else ""),
             "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + (" ImageNet" if c.pretrained else " random init")
+                        + f" {report.initialisation(c.pretrained, c.base_width)}"
                         + (", last stride 1" if c.last_stride == 1 else ""),
             "input": f"{c.height}x{c.width}",
             "map (cells)": f"{h}x{w} ({h * w})",

@@ -20,18 +20,20 @@ import torch
 from matplotlib.figure import Figure
 
 from reidlib.figures.style import OKABE_ITO, use_book_style
-from reidlib.recipes import report
+from reidlib.recipes import pretrain, report
 from reidlib.recipes.chapter import ChapterData
 from reidlib.recipes.reid_done_right import (
     CHAPTER,
     TABLE1_RUNS,
     RdrConfig,
     RdrRun,
+    classification_run_name,
     extract,
     table3_runs,
     test_transform,
+    uses_trunk,
 )
-from reidlib.results.store import RunRecord
+from reidlib.results.store import RunRecord, load_run
 
 PAPER_DATASETS = ("Market-1501", "DukeMTMC-reID")
 
@@ -143,6 +145,24 @@ def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP", run: str 
     return report.seed_spread(records, names, metric)
 
 
+def stage1_records(records: Mapping[str, RunRecord], cfg: RdrConfig,
+                   root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
+    """The classification pre-training ``cfg``'s stage 2 starts from, by label: the chapter's stage-1 run
+    (``cls_pretrain``) or the results file of the SynthReID trunk (:mod:`reidlib.recipes.pretrain`);
+    empty when it is not stored (random init, or ImageNet)."""
+    if cfg.cls_pretrain:
+        name = classification_run_name(cfg)
+        return {name: records[name]} if name in records else {}
+    if not uses_trunk(cfg):
+        return {}
+    trunk = pretrain.trunk_config(cfg.scale, cfg.depth, cfg.base_width)
+    try:
+        record = load_run(pretrain.CHAPTER, trunk.name, cfg.scale, root)
+    except FileNotFoundError:
+        return {}
+    return {f"SynthReID trunk {trunk.name}": record}
+
+
 def plot_training(records: Mapping[str, RunRecord], classification: Sequence[str], ranking: Sequence[str],
                   smooth: int = 4) -> Figure:
     """Left: stage-1 loss and accuracy per epoch. Right: stage-2 triplet loss per update (moving
@@ -160,7 +180,8 @@ def plot_training(records: Mapping[str, RunRecord], classification: Sequence[str
             ax.plot([h["epoch"] for h in hist], [100 * h["acc"] for h in hist], ls="--",
                     color=OKABE_ITO[i], label=f"{run} train accuracy (%)")
     ax.set(xlabel="epoch", ylabel="cross-entropy / accuracy (%)", title="Stage 1: identity classification")
-    ax.legend(fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7)
     ax = axes[1]
     for i, run in enumerate(ranking):
         hist = (records[run].history or []) if run in records else []
@@ -370,7 +391,7 @@ def config_table(configs: Mapping[str, RdrConfig]) -> list[dict[str, Any]]:
             "setting": label,
             "dataset": data,
             "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + (" ImageNet" if c.pretrained else " random init")
+                        + f" {report.initialisation(c.pretrained, c.base_width)}"
                         + f"; depths {'/'.join(map(str, c.depth_sweep))}",
             "descriptor": f"{c.pool} pooling, FC to {c.dim}, L2",
             "stage 1": f"{c.cls_epochs} epochs, {c.cls_size}x{c.cls_size} crops "

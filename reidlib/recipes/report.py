@@ -22,8 +22,8 @@ from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
 __all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_stats", "chapter_records",
-           "claims_summary", "claims_table", "metric", "paper_value", "percent", "seed_spread",
-           "verdict_text"]
+           "claims_summary", "claims_table", "initialisation", "metric", "paper_value", "percent",
+           "seed_spread", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -109,6 +109,14 @@ def arm_cell(records: Mapping[str, RunRecord], run: str, name: str = "mAP", fact
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (1 seed)"
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} ({len(values)})"
+
+
+def initialisation(pretrained: bool, base_width: int) -> str:
+    """What a backbone starts from, for parameter tables: ImageNet (width 64), the SynthReID trunk
+    (narrow, :mod:`reidlib.recipes.pretrain`) or random init."""
+    if not pretrained:
+        return "random init"
+    return "ImageNet" if base_width == 64 else "SynthReID trunk"
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
