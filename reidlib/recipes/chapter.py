@@ -159,13 +159,25 @@ def backbone_weights(cfg: Any, device: str = "cpu") -> bool | Path:
     return pretrain.backbone_weights(cfg.scale, cfg.depth, cfg.base_width, bool(cfg.pretrained), device)
 
 
+def _trunk_fields(cfg: Any) -> tuple[str, int, int, bool] | None:
+    fields = [_field(cfg, n) for n in ("scale", "depth", "base_width", "pretrained")]
+    if any(f is None for f in fields):
+        return None
+    return str(fields[0]), int(fields[1]), int(fields[2]), bool(fields[3])
+
+
+def _ensure_trunk(cfg: Any, device: str) -> None:
+    """Train the pre-trained trunk ``cfg`` loads now if it is not cached (a no-op otherwise)."""
+    fields = _trunk_fields(cfg)
+    if fields is not None:
+        pretrain.backbone_weights(*fields, device=device)
+
+
 def _with_trunk(cfg: Any, config: Any) -> Any:
     """The stored config, with the key of the pre-trained trunk the run starts from (if any): a run is
     reused only with the same trunk."""
-    fields = [_field(cfg, n) for n in ("scale", "depth", "base_width", "pretrained")]
-    if any(f is None for f in fields):
-        return config
-    key = pretrain.trunk_key(str(fields[0]), int(fields[1]), int(fields[2]), bool(fields[3]))
+    fields = _trunk_fields(cfg)
+    key = pretrain.trunk_key(*fields) if fields is not None else None
     if key is None:
         return config
     return {**to_jsonable(config, "config"), "pretrained_trunk": key}
@@ -371,6 +383,7 @@ def train_run(
     def train_fn() -> RunOutcome:
         folder.mkdir(parents=True, exist_ok=True)
         weights.unlink(missing_ok=True)  # never leave another config's weights beside a new training
+        _ensure_trunk(cfg, ctx.device)  # pre-training draws random numbers: never between seeding and build
         seed_everything(int(seed))
         model = build()
         history = train(model, folder)

@@ -153,9 +153,10 @@ def test_a_smoke_run_starts_from_the_pretrained_trunk_and_records_its_key(tmp_pa
     cfg = config_for("smoke", epochs=1, warmup_epochs=0, lr_milestones=[])
     assert cfg.pretrained and cama.SCALE_CONFIGS["cpu"].pretrained
     trunk = pretrain.trunk_file(pretrain.trunk_config("smoke", cfg.depth, cfg.base_width))
+    assert chapter.backbone_weights(cfg) == trunk
     model = cama.build_model(cfg, num_classes=3)
     state = torch.load(trunk, weights_only=True)
-    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in state.items())
+    assert torch.equal(model.state_dict()["shared.0.conv1.weight"], state["stem.conv1.weight"])
     data = chapter.load_data(cfg)
     ctx = cama.context(data, results_root=tmp_path / "results", runs_dir=tmp_path / "runs")
     record = cama.run_cama("a", cfg, ctx).record

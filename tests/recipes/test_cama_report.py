@@ -4,7 +4,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from reidlib.recipes import cama_report
+from reidlib.recipes import cama_report, report
 from reidlib.results.store import save_run
 
 matplotlib.use("Agg")
@@ -35,14 +35,18 @@ def test_table4_puts_paper_and_ours_in_percent(records):
     t = cama_report.table4(records)
     assert list(t.index) == ["IDE+BN", "MltB+Lid", "MltB+Lid+Loap"]
     assert t.loc["IDE+BN", "paper mAP"] == 78.8  # Market-1501, Table 4 of the paper
-    assert t.loc["MltB+Lid+Loap", "ours mAP"] == pytest.approx(30.0)
-    assert t.loc["MltB+Lid+Loap", "ours rank10"] == pytest.approx(80.0)
+    assert t.loc["MltB+Lid+Loap", "ours mAP"] == "30.0 (1 seed)"
+    assert t.loc["MltB+Lid+Loap", "ours rank10"] == "80.0 (1 seed)"
+    assert t.loc["IDE+BN", "ours mAP"] == "19.7 ± 2.5 (3)"  # seed mean ± sd over ide_bn and its replicas
 
 
 def test_missing_runs_show_nan_not_zero(records):
     sweep = cama_report.branch_sweep(records)
-    assert math.isnan(sweep.loc[2, "ours mAP"]) and sweep.loc[1, "ours mAP"] == pytest.approx(20.0)
-    assert math.isnan(cama_report.explanation_table(records, ["ide_bn"]).loc["ide_bn", "L_oap"])
+    assert sweep.loc[2, "ours mAP"] == "not run" and sweep.loc[1, "ours mAP"] == "19.7 ± 2.5 (3)"
+    assert cama_report.explanation_table(records, ["ide_bn"]).loc["ide_bn", "L_oap"] == "not run"
+    points = cama_report.branch_sweep_points(records)
+    assert sorted(points.loc[points["N"] == 1, "mAP"].round(6)) == [17.0, 20.0, 22.0]  # each seed a point
+    assert math.isnan(report.arm_mean(records, "cama_n2"))
 
 
 def test_seed_spread(records):
@@ -55,8 +59,8 @@ def test_seed_spread(records):
 
 def test_paper_vs_ours_appends_our_row_with_its_dataset(records):
     t = cama_report.paper_vs_ours(records, "Market-1501")
-    assert t.index[-1] == "CAMA (N=3), ours on synthreid_tiny"
-    assert t["mAP"].iloc[-1] == pytest.approx(30.0)
+    assert t.index[-1] == "CAMA (N=3), ours on synthreid_tiny (seed mean ± sd)"
+    assert t["mAP"].iloc[-1] == "30.0 (1 seed)"
     assert "PCB (paper)" in t.index
 
 

@@ -18,7 +18,9 @@ def test_tables_and_noise_from_hand_made_results(tmp_path):
         _save(tmp_path, run, value)
     records = report.chapter_records("cpu", tmp_path)
     t1 = report.table1(records)
-    assert t1.loc["cut-out", "ours mAP"] == pytest.approx(30.0)
+    assert t1.loc["cut-out", "ours mAP"] == pytest.approx((30 + 28 + 33) / 3)  # seed mean of the arm
+    assert t1.loc["cut-out", "seeds"] == 3 and t1.loc["none", "seeds"] == 1
+    assert t1.loc["cut-out", "ours mAP sd"] == pytest.approx(2.5166, abs=1e-3)
     assert t1.loc["cut-out", "paper mAP (Market-1501)"] == pytest.approx(81.2)
     assert math.isnan(t1.loc["flip + crop + cut-out", "ours mAP"])  # aug_all not run
     spread = report.seed_spread(records)
