@@ -165,11 +165,9 @@ class CamaConfig(ChapterConfig):
 
 #: The configs of the three scales. ``cpu`` starts from the SynthReID trunk (no ImageNet weights can be
 #: downloaded; :mod:`reidlib.recipes.pretrain`) and fine-tunes 6 epochs without a classifier-only phase:
-#: measured on IDE+BN at ``cpu`` (one seed each), 6 epochs gave 33.2% mAP, 8 epochs 33.5% (32.7% with seed
-#: 1), 12 epochs 32.4%; a lower LR (3.5e-4) or a one-epoch classifier warm-up gave 31.1-31.5%. Trunks
-#: pre-trained for 6 / 10 / 14 epochs gave 28.2 / 33.3 / 33.5% after the 8-epoch fine-tune, so the trunk's 14
-#: epochs are where longer pre-training stops paying. A quarter-width ResNet-18 at 128x64 trains at
-#: ~400 images/s on 2 cores (N = 1) to ~250 (N = 4) in the channels-last layout.
+#: in single-seed trials on IDE+BN, longer fine-tuning, a lower LR or a classifier warm-up did not raise
+#: mAP, and trunks pre-trained longer than the trunk's 14 epochs stopped raising it. A quarter-width
+#: ResNet-18 at 128x64 trains at ~400 images/s on 2 cores (N = 1) to ~250 (N = 4) in channels-last.
 SCALE_CONFIGS: dict[str, CamaConfig] = {
     "smoke": CamaConfig(scale="smoke", synth_preset="tiny", base_width=8, pretrained=True, height=64,
                         width=32, batch_size=16, warmup_epochs=1, warmup_start_lr=3e-5, lr=1e-3, epochs=2,

@@ -217,8 +217,8 @@ class RdrConfig(ChapterConfig):
 #: keeps the paper's LR (1e-3; 1e-2 collapsed every descriptor onto one point in our trials) with 64
 #: updates of 16 triplets, halving the LR every 16 updates. SynthReID drawn at 64x32 plays Market's 256x128
 #: and is up-scaled, as the paper up-scales Market: ``M`` = 96 / 128 / 160 for the paper's 256 / 416 / 640.
-#: The middle size is the trunk's input height (128x64): measured on the main run at ``cpu``, M = 104 gave
-#: 15.3% mAP, 128 gave 26.4%, 160 gave 17.2% (one seed each).
+#: The middle size is the trunk's input height (128x64): in single-seed trials of the main run, sizes away
+#: from it (104, 160) lost a third or more of its mAP.
 SCALE_CONFIGS: dict[str, RdrConfig] = {
     "smoke": RdrConfig(scale="smoke", synth_preset="tiny", depth=10, depth_sweep=(10, 10, 18), base_width=8,
                        dim=64, cls_size=32, cls_epochs=2, cls_batch=32, max_side=48, size_sweep=(32, 48, 64),
