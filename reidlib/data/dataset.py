@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from reidlib.data.image_check import image_problem
 from reidlib.data.records import Record
 
 __all__ = ["ImageDataset", "ImageReadError", "open_rgb"]
@@ -24,14 +25,25 @@ class ImageReadError(OSError):
 
 
 def open_rgb(path: str) -> Image.Image:
-    """Open ``path`` as an RGB PIL image; errors name the file."""
+    """Open ``path`` as an RGB PIL image; errors name the file and say what is wrong with it.
+
+    A truncated file raises (when its pixels are decoded) as long as PIL's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False, its default, which reidlib never changes.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImageReadError: the file is empty, not an image, truncated or otherwise undecodable.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
             return img.convert("RGB")  # convert() loads the pixels, so the file can be closed
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageReadError(f"cannot decode image {path}: {err}") from err
+        # PIL's own message for an empty or text file ("cannot identify image file") does not say why;
+        # the dataset check's reason does, and costs one more read of a file that is failing anyway.
+        reason = image_problem(path) or f"{type(err).__name__}: {err}"
+        raise ImageReadError(f"cannot decode image {path}: {reason}") from err
 
 
 class ImageDataset(Dataset):

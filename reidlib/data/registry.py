@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from reidlib.data.cuhk03 import load_cuhk03
 from reidlib.data.dukemtmc import load_dukemtmc
+from reidlib.data.image_check import check_split_images
 from reidlib.data.market1501 import load_market1501
 from reidlib.data.msmt17 import load_msmt17
 from reidlib.data.records import ReIDSplits
@@ -50,6 +51,7 @@ def open_dataset(
     width: int | None = None,
     precache: bool = True,
     progress: bool = False,
+    check_images: bool = True,
     **loader_kwargs: Any,
 ) -> tuple[ReIDSplits, Callable[[str], Any], SynthReID | None]:
     """A dataset ready to train on: ``(splits, image_source, synth)``.
@@ -59,8 +61,17 @@ def open_dataset(
     image source and the generator itself; any other name loads the real dataset under ``root``
     (:func:`load_dataset` with ``loader_kwargs``), reads images from disk and returns ``synth=None``.
 
+    With ``check_images`` (the default), every train/query/gallery image of a real dataset is decoded
+    once before returning (:func:`reidlib.data.image_check.check_split_images`, a few seconds for
+    Market-1501; a tqdm bar with ``progress``), so a truncated or non-image file stops the run here, with
+    the list of bad files, instead of a traceback hours into training. Pass ``check_images=False`` for a
+    dataset already checked (e.g. opened again in the same session or on a read-only copy known to be
+    good) where even those seconds matter. SynthReID is rendered in memory and is never checked.
+
     Raises:
         ValueError: unknown name, or a real dataset without ``root``.
+        DatasetLayoutError: the folder does not have the dataset's layout.
+        CorruptImagesError: (with ``check_images``) some images do not decode; the message lists them.
     """
     if name.lower() == "synthreid":
         from reidlib.data.synthetic import SynthReID
@@ -73,4 +84,7 @@ def open_dataset(
         raise ValueError(f"dataset {name!r} needs a root folder (the folder holding it)")
     from reidlib.data.dataset import open_rgb
 
-    return load_dataset(name, root, **loader_kwargs), open_rgb, None
+    splits = load_dataset(name, root, **loader_kwargs)
+    if check_images:
+        check_split_images(splits, progress=progress)
+    return splits, open_rgb, None

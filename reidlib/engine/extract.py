@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from reidlib.engine.trainer import as_batch_dict
+from reidlib.evaluation.arrays import all_finite, check_finite
 from reidlib.models.output import ReIDOutput
 
 if TYPE_CHECKING:
@@ -43,6 +44,30 @@ class Features:
 
     def __len__(self) -> int:
         return int(self.feats.shape[0])
+
+
+#: Appended to the error for a non-finite embedding.
+_NON_FINITE_HINT = "the model's output is not finite for these images (diverged weights, or a broken image?)"
+
+
+def _check_embeddings(emb: Tensor, name: str, offset: int, paths: Callable[[], Sequence[str] | None]) -> None:
+    """Raise :class:`~reidlib.evaluation.arrays.NonFiniteError` naming the rows (and image paths) of
+    ``emb`` ``(B, D)`` that hold NaN or inf; ``paths`` is only called when there are some."""
+    if all_finite(emb):  # one reduction per batch: the common case costs nothing measurable
+        return
+    check_finite(emb, name, "image", paths=paths(), offset=offset, hint=_NON_FINITE_HINT)
+
+
+def _batch_paths(batch: dict[str, Any], records: Sequence[Any] | None) -> list[str] | None:
+    """Image path of each row of ``batch``, when the dataset has ``records`` and batches carry
+    ``"index"`` (:class:`reidlib.data.dataset.ImageDataset`); else ``None``."""
+    if records is None or "index" not in batch:
+        return None
+    try:
+        return [str(getattr(records[i], "path", records[i]))
+                for i in torch.as_tensor(batch["index"]).reshape(-1).tolist()]
+    except (IndexError, TypeError):  # not an index into these records: fall back to row numbers
+        return None
 
 
 def _embed(model: nn.Module, images: Tensor) -> Tensor:
@@ -81,19 +106,28 @@ def extract_features(
 
     Raises:
         ValueError: the loader is empty.
+        NonFiniteError: (a ``ValueError``) the model returned NaN or inf for some images, raised at the
+            batch that holds them; the message names their rows and, when the loader's dataset has
+            ``records`` (:class:`reidlib.data.dataset.ImageDataset`), their image paths.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     feats, pids, camids = [], [], []
+    records = getattr(getattr(loader, "dataset", None), "records", None)
+    row = 0
     try:
         disable = (not progress) if progress is not None else None  # None: tqdm decides (terminal or not)
-        for raw in tqdm(loader, desc=desc, disable=disable, leave=False):
+        for b, raw in enumerate(tqdm(loader, desc=desc, disable=disable, leave=False)):
             batch = as_batch_dict(raw)
             images = batch["image"].to(device)
             emb = _embed(model, images)
             if flip:
                 emb = (emb + _embed(model, torch.flip(images, dims=[3]))) / 2
+            # Checked before normalising: F.normalize turns an inf row into NaN and hides a huge one.
+            _check_embeddings(emb, f"{desc} embeddings of batch {b} (rows {row}..{row + len(emb) - 1})",
+                              row, lambda batch=batch: _batch_paths(batch, records))
+            row += len(emb)
             if normalize:
                 emb = F.normalize(emb, p=2, dim=1)
             feats.append(emb.cpu())
@@ -208,14 +242,22 @@ def extract_records(
     progress: bool = False,
 ) -> Features:
     """Descriptors of ``records`` whose images may differ in size (eval mode, ``chunk`` images loaded at a
-    time, a tqdm bar with ``progress``); the model's mode is restored. See :func:`descriptors`."""
+    time, a tqdm bar with ``progress``); the model's mode is restored. See :func:`descriptors`.
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a descriptor holds NaN or inf; the message names the
+            records' rows and image paths.
+    """
     was_training = model.training
     model.eval()
     try:
         feats = []
         for s in tqdm(range(0, len(records), chunk), desc=desc, leave=False, disable=not progress):
             images = [transform(image_source(r.path)) for r in records[s : s + chunk]]
-            feats.append(descriptors(model, images, output_fn=output_fn).cpu())
+            part = descriptors(model, images, output_fn=output_fn)
+            _check_embeddings(part, f"{desc} descriptors of records {s}..{s + len(images) - 1}", s,
+                              lambda s=s: [r.path for r in records[s : s + chunk]])
+            feats.append(part.cpu())
     finally:
         model.train(was_training)
     if not feats:

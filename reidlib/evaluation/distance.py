@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix
+from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, check_finite
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 _ALIASES = {"squared_euclidean": "sqeuclidean", "sq_euclidean": "sqeuclidean", "l2": "euclidean"}
@@ -35,6 +35,10 @@ def pairwise_distance(
         distances use ``|q|^2 + |g|^2 - 2 q.g`` clamped at 0, so a vector's distance to itself is 0
         up to rounding (about ``1e-7 * |q - mean|^2`` in float32, the inputs being centred on the
         query mean first; the Euclidean distance is its square root, so about ``3e-4 * |q - mean|``).
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a row of ``q`` or ``g`` holds NaN or inf; the message names
+            the rows. One such query row would otherwise make every distance NaN (through the mean).
     """
     metric = check_metric(metric)
     qt = as_float_matrix(q, "q")
@@ -43,6 +47,8 @@ def pairwise_distance(
         raise ValueError(f"q and g: feature dimensions differ ({qt.shape[1]} vs {gt.shape[1]})")
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
+    check_finite(qt, "q", "query")
+    check_finite(gt, "g", "gallery")
     dtype = torch.promote_types(qt.dtype, gt.dtype)
     qt, gt = qt.to(dtype), gt.to(dtype)
     out = torch.empty(qt.shape[0], gt.shape[0], dtype=dtype, device=qt.device)

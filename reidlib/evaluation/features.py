@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix
+from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, check_finite
 from reidlib.evaluation.distance import check_metric, pairwise_distance
 from reidlib.evaluation.rank import RankResult, evaluate, evaluate_blocks
 from reidlib.evaluation.rerank import rerank_features
@@ -49,20 +49,27 @@ def evaluate_features(
 
     Returns:
         :class:`.rank.RankResult`.
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a query or gallery row holds NaN or inf, checked before any
+            distance is computed; the message names the rows (``q_feats: 1 of 30 query rows holds NaN
+            (row 3); ...``).
     """
     metric = check_metric(metric)
+    qt = as_float_matrix(q_feats, "q_feats")
+    gt = as_float_matrix(g_feats, "g_feats", qt.device)
+    check_finite(qt, "q_feats", "query")
+    check_finite(gt, "g_feats", "gallery")
     if rerank:
         dist = rerank_features(
-            q_feats, g_feats, k1=k1, k2=k2, lambda_=lambda_, metric=metric, progress=progress
+            qt, gt, k1=k1, k2=k2, lambda_=lambda_, metric=metric, progress=progress
         )
         return evaluate(dist, q_pids, g_pids, q_camids, g_camids, max_rank, ap_mode, junk_pid)
     if gallery_chunk is None:
-        dist = pairwise_distance(q_feats, g_feats, metric)
+        dist = pairwise_distance(qt, gt, metric)
         return evaluate(dist, q_pids, g_pids, q_camids, g_camids, max_rank, ap_mode, junk_pid)
     if gallery_chunk < 1:
         raise ValueError(f"gallery_chunk: expected a positive number of gallery items, got {gallery_chunk}")
-    qt = as_float_matrix(q_feats, "q_feats")
-    gt = as_float_matrix(g_feats, "g_feats", qt.device)
     if qt.shape[1] != gt.shape[1]:
         raise ValueError(f"q_feats and g_feats: feature dimensions differ ({qt.shape[1]} vs {gt.shape[1]})")
     starts = range(0, gt.shape[0], gallery_chunk)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix
+from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, check_finite
 from reidlib.evaluation.search import topk_search
 
 __all__ = ["average_neighbours", "query_expansion"]
@@ -73,9 +73,16 @@ def query_expansion(q_feats: ArrayLike, g_feats: ArrayLike, k_query: int = 5, k_
     Returns:
         ``(q_expanded, g_expanded)``, L2-normalised ``(Q, D)`` and ``(G, D)`` float tensors, to be ranked
         like the originals (e.g. with :func:`reidlib.evaluation.features.evaluate_features`).
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a query or gallery row holds NaN or inf (the message names
+            the rows); averaged into its neighbours it would spread NaN through the gallery.
     """
-    q = F.normalize(as_float_matrix(q_feats, "q_feats"), dim=1)
-    g = F.normalize(as_float_matrix(g_feats, "g_feats", q.device), dim=1)
+    q_raw = as_float_matrix(q_feats, "q_feats")
+    g_raw = as_float_matrix(g_feats, "g_feats", q_raw.device)
+    check_finite(q_raw, "q_feats", "query")
+    check_finite(g_raw, "g_feats", "gallery", hint="such rows would be averaged into their neighbours")
+    q, g = F.normalize(q_raw, dim=1), F.normalize(g_raw, dim=1)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"q_feats and g_feats: feature dimensions differ ({q.shape[1]} vs {g.shape[1]})")
     g_aug = average_neighbours(g, g, k_db, exclude_self=True, chunk_size=chunk_size)

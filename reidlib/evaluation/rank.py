@@ -37,6 +37,7 @@ from reidlib.evaluation.arrays import (
     as_float_matrix,
     as_id_vector,
     as_tensor,
+    check_finite_distances,
     cpu_threads,
     use_numpy,
 )
@@ -190,7 +191,7 @@ def _hits_from_candidates(
         raise ValueError(
             f"distance cutoff of query row {bad} lies below one of its true matches "
             f"({int(good_per_row[bad])} of {int(expected[bad])} collected): the cutoff must be >= the "
-            "distance of its farthest true match, and that distance must not be NaN"
+            "distance of its farthest true match (and not NaN)"
         )
     good_before = torch.cumsum(good_per_row, 0) - good_per_row
     hit = torch.cumsum(good_i, 0)[where] - 1 - good_before[g_rows]
@@ -297,8 +298,10 @@ def evaluate(
 
     Args:
         distmat: ``(Q, G)`` distances, smaller = more similar (numpy array or tensor, CPU or CUDA; the
-            work happens on its device). Integer matrices are treated as float64. NaN entries rank
-            last; a NaN at a true match is an error.
+            work happens on its device). Integer matrices are treated as float64. ``+inf`` entries
+            rank last (ties by gallery index), so they can mask gallery items out for a query; NaN
+            and ``-inf`` raise :class:`~reidlib.evaluation.arrays.NonFiniteError` (a ``ValueError``)
+            naming the query rows and gallery columns, before anything is averaged.
         q_pids, g_pids: ``(Q,)``/``(G,)`` identity labels. Gallery items with ``junk_pid`` are
             removed for every query (``None`` keeps them); pid 0 distractors stay.
         q_camids, g_camids: ``(Q,)``/``(G,)`` camera labels.
@@ -317,6 +320,7 @@ def evaluate(
     num_q, num_g = d.shape
     if num_q == 0 or num_g == 0:
         raise ValueError(f"distmat: expected a non-empty matrix, got shape {tuple(d.shape)}")
+    check_finite_distances(d, "distmat", allow_posinf=True)
     dev = d.device
     qp = as_id_vector(q_pids, "q_pids", num_q, dev)
     gp = as_id_vector(g_pids, "g_pids", num_g, dev)
@@ -356,8 +360,6 @@ def _evaluate_chunks(
         block = _half_to_float(d[s:e])
         cols, good, junk = index.good_columns(qp[s:e], qc[s:e])
         good_d = torch.gather(block, 1, cols)
-        if torch.isnan(good_d[good]).any():
-            raise ValueError(f"distmat: NaN distance at a true match of a query in rows {s}..{e - 1}")
         num_rel = good.sum(1)
         neg_inf = torch.tensor(-math.inf, dtype=block.dtype, device=dev)
         cutoff = torch.where(good, good_d, neg_inf).amax(1)
@@ -418,13 +420,8 @@ def _hits_sorting_rows(
         sorted_t = torch.from_numpy(np.sort(rows_d.numpy(), axis=1))
     else:
         sorted_t = torch.sort(rows_d, dim=1).values
-    # NaN sorts last but breaks the binary search; as +inf it stays last (ties with a true match at
-    # +inf are then re-counted on the unsorted row, where NaN equals nothing).
-    nan_rows = torch.nonzero(torch.isnan(sorted_t[:, -1])).squeeze(1)
-    if nan_rows.numel():
-        sorted_t[nan_rows] = torch.nan_to_num(
-            sorted_t[nan_rows], nan=math.inf, posinf=math.inf, neginf=-math.inf
-        )
+    # No NaN reaches this point (evaluate rejects it), so the binary search below is well defined;
+    # +inf entries sort last and ties at +inf are resolved by column like any other tie.
 
     # True matches of each row in (distance, column) order, padding last: the columns ascend, so a
     # stable sort by distance and then a stable sort by "is padding" give that order.
@@ -485,6 +482,10 @@ def evaluate_blocks(
         cutoff: optional ``(Q,)`` bounds ``>=`` the distance to each query's farthest true match
             (other camera, not junk); a larger value only costs memory. If a bound is too small a
             ``ValueError`` names the query.
+
+    Distances follow :func:`evaluate`'s rules: ``+inf`` ranks last, NaN and ``-inf`` raise
+    :class:`~reidlib.evaluation.arrays.NonFiniteError` naming the query rows and (whole-gallery)
+    columns of the first block that holds them, before anything is averaged.
         device: where the ranking work happens (default: the blocks' device, or the cutoff's when
             one is given).
 
@@ -516,6 +517,7 @@ def evaluate_blocks(
                 raise ValueError(f"blocks[{i}]: expected {num_q} rows (one per query), got {block.shape[0]}")
             if offset + block.shape[1] > num_g:
                 raise ValueError(f"blocks: more columns than the {num_g} gallery labels")
+            check_finite_distances(block, f"blocks[{i}]", allow_posinf=True, col_offset=offset)
             yield offset, block
             offset += block.shape[1]
         if offset != num_g:

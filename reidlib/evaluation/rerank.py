@@ -34,7 +34,14 @@ import scipy.sparse
 import torch
 from tqdm.auto import tqdm
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, like_input, use_numpy
+from reidlib.evaluation.arrays import (
+    ArrayLike,
+    as_float_matrix,
+    check_finite,
+    check_finite_distances,
+    like_input,
+    use_numpy,
+)
 from reidlib.evaluation.distance import check_metric, pairwise_distance
 from reidlib.evaluation.search import collect_at_most, lexsort_rows, smallest_k
 
@@ -69,6 +76,11 @@ def rerank(
     Returns:
         ``(Q, G)`` re-ranked distances, numpy if ``q_g`` is numpy, else a tensor on its device, in the
         inputs' floating dtype. Equal to the dense algorithm's up to rounding (<= 1e-6 in float64).
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) an input distance is NaN or inf; the message names the
+            matrix, its rows and columns. Every row is scaled by its maximum, so one bad entry would
+            otherwise turn the whole result into NaN. (Mask items out after re-ranking instead.)
     """
     qg = as_float_matrix(q_g, "q_g")
     dev = qg.device
@@ -81,6 +93,9 @@ def rerank(
         raise ValueError(f"q_q: expected shape ({num_q}, {num_q}) to match q_g, got {tuple(qq.shape)}")
     if gg.shape != (num_g, num_g):
         raise ValueError(f"g_g: expected shape ({num_g}, {num_g}) to match q_g, got {tuple(gg.shape)}")
+    check_finite_distances(qg, "q_g", ("query", "gallery"))
+    check_finite_distances(qq, "q_q", ("query", "query"))
+    check_finite_distances(gg, "g_g", ("gallery", "gallery"))
     dtype = torch.promote_types(torch.promote_types(qg.dtype, qq.dtype), gg.dtype)
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
@@ -117,6 +132,11 @@ def rerank_features(
 
     Returns:
         ``(Q, G)`` re-ranked distances (tensor).
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a query or gallery row holds NaN or inf; the message names
+            the rows. Every image's neighbour weights depend on the others, so one such row would
+            otherwise turn the whole result into NaN.
     """
     metric = check_metric(metric)
     if metric == "sqeuclidean":
@@ -129,6 +149,8 @@ def rerank_features(
         raise ValueError(f"q_feats and g_feats: feature dimensions differ ({qf.shape[1]} vs {gf.shape[1]})")
     if qf.shape[0] == 0 or gf.shape[0] == 0:
         raise ValueError(f"q_feats, g_feats: expected >= 1 row each, got {qf.shape[0]} and {gf.shape[0]}")
+    check_finite(qf, "q_feats", "query", hint="the re-ranked distances would all be NaN")
+    check_finite(gf, "g_feats", "gallery", hint="the re-ranked distances would all be NaN")
     feats = torch.cat([qf, gf]).to(torch.promote_types(qf.dtype, gf.dtype))
     if metric == "cosine":
         feats = torch.nn.functional.normalize(feats, dim=1)
@@ -172,8 +194,6 @@ class _MatrixSource:
         else:
             qpart, gpart = self.qg[:, i0 - q : i1 - q].T, self.gg[i0 - q : i1 - q]
         row_max = torch.maximum(qpart.amax(1), gpart.amax(1))
-        if bool(torch.isnan(row_max).any()):
-            raise ValueError(f"distances: NaN in the rows of image {i0}..{i1 - 1} (q_q/q_g/g_g)")
         # top-k of the (larger) gallery part, then only the query-part entries that can beat its
         # k-th value join a small exact merge - cheaper than a second top-k over every row.
         n = i1 - i0

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, use_numpy
+from reidlib.evaluation.arrays import ArrayLike, as_float_matrix, check_finite, use_numpy
 from reidlib.evaluation.distance import check_metric, pairwise_distance
 
 
@@ -176,6 +176,10 @@ def topk_search(
     Returns:
         ``(distances, indices)``, both ``(Q, k)``: ascending distances and int64 gallery indices,
         ties broken by gallery index (the first ``k`` of a stable sort of the full row).
+
+    Raises:
+        NonFiniteError: (a ``ValueError``) a query row, or a row of a gallery chunk, holds NaN or inf;
+            the message names the rows (gallery rows by their index in the whole gallery).
     """
     metric = check_metric(metric)
     if not isinstance(k, int) or k < 1:
@@ -183,16 +187,23 @@ def topk_search(
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
     qt = as_float_matrix(q, "q")
+    check_finite(qt, "q", "query")
     if isinstance(g, (torch.Tensor, np.ndarray)):
         gt = as_float_matrix(g, "g")
+        check_finite(gt, "g", "gallery")
         chunks: Iterable[ArrayLike] = (gt[s : s + chunk_size] for s in range(0, gt.shape[0], chunk_size))
         total = -(-gt.shape[0] // chunk_size)
     else:
         chunks, total = g, None
     best_v = best_i = None
     offset = 0
-    for chunk in tqdm(chunks, total=total, desc="top-k search", unit="chunk", disable=not progress):
-        d = pairwise_distance(qt, as_float_matrix(chunk, "g chunk", qt.device), metric)
+    for n, chunk in enumerate(
+        tqdm(chunks, total=total, desc="top-k search", unit="chunk", disable=not progress)
+    ):
+        gc = as_float_matrix(chunk, "g chunk", qt.device)
+        # Checked here, not in pairwise_distance, so that the message numbers rows in the whole gallery.
+        check_finite(gc, f"g chunk {n}", "gallery", offset=offset)
+        d = pairwise_distance(qt, gc, metric)
         v, i = smallest_k(d, min(k, d.shape[1]))
         i = i + offset
         offset += d.shape[1]

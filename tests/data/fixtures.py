@@ -8,6 +8,8 @@ compute the expected records.
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -141,3 +143,57 @@ def make_msmt17(
     (train_dir / "0000" / "Thumbs.db").write_bytes(b"not an image")
     (root / "readme.txt").write_text("MSMT17 fixture\n")
     return root
+
+
+# --- broken images, for the dataset image check -------------------------------------------------------
+
+# What each broken file of ``break_images`` is, and the start of the reason the check gives for it.
+BROKEN_KINDS: dict[str, str] = {"truncated": "truncated", "empty": "empty file (0 bytes)",
+                                "text": "not an image"}
+
+
+def write_noise_image(path: Path, size: tuple[int, int] = (64, 128), seed: int = 0) -> Path:
+    """Write a ``size`` (width, height) RGB noise image, format from the extension. Unlike the 4x8 images
+    of the trees above, most of its bytes are compressed pixel data, so cutting it leaves the headers
+    whole and truncates the pixels, like an interrupted download."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    Image.frombytes("RGB", size, data).save(path)
+    return path
+
+
+def truncate_file(path: Path, fraction: float = 0.5) -> Path:
+    """Keep the first ``fraction`` of the bytes of ``path``."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def break_images(truncated: Path, empty: Path, text: Path) -> dict[str, str]:
+    """Overwrite three image files: a noise image cut to half its bytes, a 0-byte file, a text file.
+
+    Returns ``{path: the start of the reason the image check gives}`` (the truncated one's reason goes on
+    with the format, e.g. "truncated JPEG").
+    """
+    truncate_file(write_noise_image(truncated))
+    empty.write_bytes(b"")
+    text.write_text("404 Not Found\n")
+    fmt = "PNG" if truncated.suffix.lower() == ".png" else "JPEG"
+    return {str(truncated): f"truncated {fmt}", str(empty): BROKEN_KINDS["empty"],
+            str(text): BROKEN_KINDS["text"]}
+
+
+def make_market1501_with_broken_images(parent: Path) -> tuple[Path, dict[str, str]]:
+    """Market-1501 tree (:func:`make_market1501`) whose first train image is truncated, first query image
+    empty and first gallery image a text file; returns the dataset folder and :func:`break_images`'s map."""
+    root = make_market1501(parent)
+    first = {split: root / MARKET_SPLIT_FOLDERS[split] / market_name(*MARKET_LAYOUT[split][0], 0)
+             for split in ("train", "query", "gallery")}
+    return root, break_images(first["train"], first["query"], first["gallery"])
+
+
+def tree_checksums(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` (``"folder"`` for a folder), to show that
+    nothing under it was changed, added or removed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
-from reidlib.data.dataset import ImageDataset, ImageReadError
+import reidlib.data.registry  # noqa: F401  (with the loaders: none of them may relax PIL's checks)
+from reidlib.data.dataset import ImageDataset, ImageReadError, open_rgb
 from reidlib.data.records import Record
 from reidlib.data.transforms import build_test_transform
+from tests.data.fixtures import truncate_file, write_noise_image
 
 
 def _write(path, color=(255, 0, 0), size=(8, 16)):
@@ -45,6 +49,24 @@ def test_missing_and_corrupt_files_name_the_path(tmp_path):
     corrupt.write_bytes(b"\xff\xd8 definitely not a jpeg")
     with pytest.raises(ImageReadError, match="bad.jpg"):
         ImageDataset([(str(corrupt), 0, 0)])[0]
+
+
+def test_empty_truncated_and_text_files_raise_naming_path_and_reason(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    truncated = truncate_file(write_noise_image(tmp_path / "truncated.jpg"))
+    with Image.open(truncated):  # opens: only decoding the pixels finds the missing half
+        pass
+    expected = {empty: "empty file (0 bytes)", text: "not an image", truncated: "truncated JPEG"}
+    for path, reason in expected.items():
+        with pytest.raises(ImageReadError) as info:
+            open_rgb(str(path))
+        assert str(info.value).startswith(f"cannot decode image {path}: {reason}")
+        with pytest.raises(ImageReadError, match=re.escape(str(path))):
+            ImageDataset([(str(path), 0, 0)])[0]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # what makes the truncated file raise at all
 
 
 def test_image_source_and_its_errors():

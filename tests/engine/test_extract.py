@@ -118,3 +118,75 @@ def test_descriptors_of_mixed_sizes_equal_each_image_alone():
     assert torch.equal(out.embedding, together) and out.features[0] is out.embedding
     with pytest.raises(ValueError, match="no images"):
         descriptors(net, [])
+
+
+class NaNForBrightImages(nn.Module):
+    """Embedding = mean colour; NaN for images brighter than 0.5, inf for pure white ones - as a model
+    with a diverged layer does for some inputs only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))  # descriptors() reads the device off a parameter
+
+    def forward(self, x):
+        emb = x.mean(dim=(2, 3))  # (B, 3)
+        bright = emb.mean(1) > 0.5
+        emb = torch.where(bright[:, None], torch.full_like(emb, torch.nan), emb)
+        emb[(x == 1.0).flatten(1).all(1), 0] = torch.inf
+        return ReIDOutput(logits=[], features=[emb], feature_maps=[x], embedding=emb)
+
+
+def _image_dataset(levels):
+    from PIL import Image
+
+    from reidlib.data.dataset import ImageDataset
+
+    records = [(f"cam0/person_{i:03d}.jpg", i, 0) for i in range(len(levels))]
+    colours = {path: level for (path, _, _), level in zip(records, levels, strict=True)}
+
+    def source(path):
+        return Image.new("RGB", (2, 4), (colours[path],) * 3)
+
+    return ImageDataset(records, image_source=source)
+
+
+def test_non_finite_embedding_names_the_image_path():
+    from reidlib.evaluation.arrays import NonFiniteError
+
+    dataset = _image_dataset([10, 20, 30, 200, 40])  # image 3 is bright
+    model = NaNForBrightImages().train()
+    expected = (r"^query embeddings of batch 1 \(rows 2\.\.3\): 1 of 2 image rows holds NaN "
+                r"\(row 3: cam0/person_003\.jpg\); the model's output is not finite")
+    with pytest.raises(NonFiniteError, match=expected):
+        extract_features(model, DataLoader(dataset, batch_size=2), desc="query")
+    assert model.training  # the mode is restored on the error path too
+    # With flip and normalisation on, the raw embedding is what is checked (and named).
+    with pytest.raises(NonFiniteError, match=r"\(row 3: cam0/person_003\.jpg\)"):
+        extract_features(model, DataLoader(dataset, batch_size=4), flip=True)
+    white = _image_dataset([10, 255, 20, 150])
+    both = r"2 of 4 image rows hold NaN and inf \(row 1: cam0/person_001\.jpg, row 3: cam0/person_003\.jpg\)"
+    with pytest.raises(NonFiniteError, match=both):
+        extract_features(model, DataLoader(white, batch_size=4))
+    clean = extract_features(model, DataLoader(_image_dataset([10, 20, 30]), batch_size=2))
+    assert clean.feats.shape == (3, 3) and torch.isfinite(clean.feats).all()
+
+
+def test_non_finite_embedding_without_records_names_the_running_row():
+    from reidlib.evaluation.arrays import NonFiniteError
+
+    x = torch.zeros(5, 3, 2, 2)
+    x[4] = 0.9  # the fifth image, in the third batch of two
+    with pytest.raises(NonFiniteError, match=r"^extract embeddings of batch 2 \(rows 4\.\.4\): 1 of 1 image "
+                                             r"rows holds NaN \(row 4\);"):
+        extract_features(NaNForBrightImages(), loader(x, [0] * 5, [0] * 5))
+
+
+def test_extract_records_names_the_image_path():
+    from reidlib.engine.extract import extract_records
+    from reidlib.evaluation.arrays import NonFiniteError
+
+    dataset = _image_dataset([10, 20, 200])
+    with pytest.raises(NonFiniteError, match=r"\(row 2: cam0/person_002\.jpg\)"):
+        extract_records(NaNForBrightImages(), dataset.records, dataset.image_source,
+                        lambda im: torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1),
+                        chunk=2)

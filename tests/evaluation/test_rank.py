@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import reidlib.evaluation.rank as rank_module
+from reidlib.evaluation.arrays import NonFiniteError
 from reidlib.evaluation.rank import RankResult, evaluate, evaluate_blocks
 from tests.evaluation.reference import evaluate_per_query
 
@@ -132,11 +133,33 @@ def test_bad_inputs_raise():
         evaluate(dist, [1.5, 2], *ok[1:])
 
 
-def test_nan_away_from_true_matches_ranks_last(row_path):
-    dist, qp, gp, qc, gc = _random_case(11, ties=False, dtype=np.float64)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inf_masks_items_out_and_ranks_last(code_path, row_path, dtype):
+    # +inf is how a caller masks gallery items out of a query's ranking (recipes.chapter.within_family);
+    # infinite true matches rank last too, tied with the masked items and ordered by gallery index.
+    dist, qp, gp, qc, gc = _random_case(11, ties=False, dtype=dtype)
     good = (qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :])
-    dist[~good & (np.arange(dist.shape[1]) % 3 == 0)] = np.nan
-    _assert_same(evaluate(dist, qp, gp, qc, gc), evaluate_per_query(dist, qp, gp, qc, gc))
+    dist[~good & (np.arange(dist.shape[1]) % 3 == 0)] = np.inf
+    dist[good & (np.arange(dist.shape[1]) % 4 == 0)] = np.inf
+    assert np.isinf(dist[good]).any()
+    ref = evaluate_per_query(dist, qp, gp, qc, gc)
+    _assert_same(evaluate(dist, qp, gp, qc, gc), ref)
+    _assert_same(evaluate(dist, qp, gp, qc, gc, chunk_elements=300), ref)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_nan_or_negative_inf_anywhere_raises_naming_the_query_row_and_gallery_column(row_path, bad):
+    dist, qp, gp, qc, gc = _random_case(12, ties=False)
+    good = (qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :])
+    far = int(np.flatnonzero(~good[4])[-1])  # not a true match: this used to rank last silently
+    dist[4, far] = bad
+    kind = "NaN" if np.isnan(bad) else "-inf"
+    where = rf"in 1 query row \(row 4\) and 1 gallery column \(column {far}\)"
+    expected = rf"^distmat: 1 distance is {kind}, {where}"
+    with pytest.raises(NonFiniteError, match=expected):
+        evaluate(dist, qp, gp, qc, gc)
+    with pytest.raises(NonFiniteError, match=rf"blocks\[1\]: .* \(column {far}\)"):
+        evaluate_blocks(lambda: [dist[:, :far], dist[:, far:]], qp, gp, qc, gc)
 
 
 @pytest.mark.parametrize("mode", MODES)
