@@ -10,6 +10,7 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,27 +48,37 @@ def _describe(text: str, *examples: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error instead of its one-line message")
     parser = argparse.ArgumentParser(prog="python -m reidlib", description=_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser(
-        "synth", formatter_class=_Formatter, help="write SynthReID to disk in Market-1501 format",
+        "synth", parents=[common], formatter_class=_Formatter,
+        help="write SynthReID to disk in Market-1501 format",
         description=_describe(
             "Render SynthReID and write it in Market-1501's layout (bounding_box_train/, query/, "
             "bounding_box_test/ with 0000_* distractors and -1_* junk, plus synthreid.json), so any "
-            "Market-1501 loader or tool can read it.",
+            "Market-1501 loader or tool can read it. With --config, the dataset of a training config is "
+            "written (preset, overrides, seed and image size), so that evaluating the folder scores "
+            "the same test split the config trains and evaluates on.",
             "python -m reidlib synth --preset small --out data/synthreid_small",
-            "python -m reidlib evaluate --config CONFIG --checkpoint CKPT --dataset market1501 "
-            "--root data/synthreid_small"))
-    p.add_argument("--preset", default="small", choices=("tiny", "small", "market"),
-                   help="dataset size: tiny (18 train ids, ~200 images, seconds), small (120/100 ids, "
-                        "~3k images), market (Market-1501's counts, ~36k images)")
+            "python -m reidlib synth --config configs/baseline_synth_tiny.yaml --out data/synth_tiny",
+            "python -m reidlib evaluate --config configs/baseline_synth_tiny.yaml --checkpoint "
+            "runs/baseline_synth_tiny/latest.pt --dataset market1501 --root data/synth_tiny"))
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="write the SynthReID dataset of this training config's data section instead of "
+                        "--preset/--seed/--height/--width")
+    p.add_argument("--preset", default=None, choices=("tiny", "small", "market"),
+                   help="dataset size: tiny (18 train ids, ~200 images, seconds), small (120 train / 300 "
+                        "test ids, ~6k images), market (Market-1501's counts, ~36k images) (default: small)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (its split folders must be empty)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="world seed: identities, cameras and pixels follow from it")
+    p.add_argument("--seed", type=int, default=None,
+                   help="world seed: identities, cameras and pixels follow from it (default: 0)")
     p.add_argument("--height", type=int, default=None,
                    help="image height in pixels (default: the preset's, 256)")
     p.add_argument("--width", type=int, default=None, help="image width in pixels (default: height / 2)")
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser(
-        "train", formatter_class=_Formatter, help="train and evaluate from a YAML config",
+        "train", parents=[common], formatter_class=_Formatter, help="train and evaluate from a YAML config",
         description=_describe(
             "Train a model as a YAML config says, then evaluate it on the query/gallery split and print "
             "mAP and CMC. Writes OUT/latest.pt after every epoch (model, optimizer, scheduler, RNG "
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
-        "evaluate", formatter_class=_Formatter, help="evaluate saved weights (mAP, CMC)",
+        "evaluate", parents=[common], formatter_class=_Formatter, help="evaluate saved weights (mAP, CMC)",
         description=_describe(
             "Load weights and evaluate them on a dataset's query/gallery split (Market-1501 protocol: "
             "same-identity same-camera gallery images are ignored; non-interpolated AP). The model is "
@@ -124,11 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, choices=("euclidean", "cosine"),
                    help="distance between L2-normalised embeddings (default: the config's eval.metric)")
     p.add_argument("--device", default=None, help="'cpu', 'cuda' or 'auto' (default: the config's device)")
-    p.add_argument("--out", default=None, metavar="FILE", help="also write the metrics to this JSON file")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write the metrics to DIR/evaluation_<checkpoint>_<dataset>.json (a folder, as "
+                        "for every command; a file there is replaced only if evaluate wrote it)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
-        "pretrain", formatter_class=_Formatter, help="build the pre-trained SynthReID trunks (smoke, cpu)",
+        "pretrain", parents=[common], formatter_class=_Formatter,
+        help="build the pre-trained SynthReID trunks (smoke, cpu)",
         description=_describe(
             "Build the narrow ResNet trunks that stand in for ImageNet at the smoke and cpu scales, each "
             "pre-trained by identity classification on a SynthReID population that no chapter sees. A "
@@ -160,15 +174,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     if not 1 <= args.quality <= 95:
         raise ValueError(f"--quality must be in 1..95, got {args.quality}")
-    synth = SynthReID(args.preset, seed=args.seed, height=args.height, width=args.width)
+    if args.config is not None:
+        from reidlib.recipes.baseline import SYNTHREID, load_baseline_config, synth_config
+
+        given = [f"--{n}" for n in ("preset", "seed", "height", "width") if getattr(args, n) is not None]
+        if given:
+            raise ValueError(f"--config sets the dataset; drop {', '.join(given)}")
+        data = load_baseline_config(args.config, notice=None).data
+        if data.name != SYNTHREID:
+            raise ValueError(f"{args.config}: data.name is {data.name!r}; only a synthreid dataset can be "
+                             "written")
+        synth = SynthReID(synth_config(data), seed=data.synth_seed, height=data.height, width=data.width)
+    else:
+        for name in ("height", "width"):
+            if getattr(args, name) is not None and getattr(args, name) < 8:
+                raise ValueError(f"--{name} must be >= 8 pixels, got {getattr(args, name)}")
+        synth = SynthReID(args.preset or "small", seed=args.seed or 0, height=args.height, width=args.width)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; --out names a folder, which synth writes the dataset into")
     print(synth.summary(), flush=True)
-    root = synth.write_market_format(args.out, quality=args.quality)
+    root = synth.write_market_format(out, quality=args.quality)
     print(f"wrote {synth.splits.name} to {root}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from reidlib.engine.trainer import NonFiniteLossError
+    from reidlib.engine.device import resolve_device
     from reidlib.recipes.baseline import load_baseline_config, run_baseline
 
     cfg = load_baseline_config(args.config)
@@ -176,12 +208,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
         cfg.train.epochs = args.epochs
+    if args.device is not None:
+        resolve_device(args.device, "--device")
     out = args.out or cfg.out_dir
     try:
-        summary = run_baseline(cfg, out_dir=args.out, resume=args.resume, device=args.device)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        summary = run_baseline(cfg, out_dir=args.out, resume=args.resume, device=args.device,
+                               inputs=(args.config,))
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume from {out}/latest.pt", file=sys.stderr)
         return 130
@@ -190,13 +222,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
     from dataclasses import replace
-    from pathlib import Path
 
+    from reidlib.engine.device import resolve_device
     from reidlib.recipes.baseline import evaluate_checkpoint, load_baseline_config
 
-    cfg = load_baseline_config(args.config)
+    cfg = load_baseline_config(args.config, notice=None)  # only model, data and eval are used
     if args.dataset is not None:
         # another dataset: its loader options do not carry over; SynthReID overrides only with the same preset
         data = replace(cfg.data, name=args.dataset, root=args.root, preset=args.preset or cfg.data.preset,
@@ -204,11 +235,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         cfg = replace(cfg, data=data)
     elif args.root is not None or args.preset is not None:
         raise ValueError("--root/--preset need --dataset")
-    metrics = evaluate_checkpoint(cfg, args.checkpoint, device=args.device, flip=args.flip,
-                                  rerank=args.rerank, metric=args.metric)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(metrics, indent=1))
+    if args.device is not None:
+        resolve_device(args.device, "--device")
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
+    evaluate_checkpoint(cfg, args.checkpoint, device=args.device, flip=args.flip, rerank=args.rerank,
+                        metric=args.metric, out_dir=args.out, inputs=(args.config,))
     return 0
 
 
@@ -284,15 +316,46 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error_line(err: BaseException) -> str:
+    """The one line the CLI prints for an expected error: its message, without a trailing period."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"error: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; errors in inputs print one line and exit with status 2."""
+    """Parse ``argv`` and run the command.
+
+    An expected error (bad input: a config, path, device, dataset or checkpoint; a non-finite loss; an
+    output that would lose data) prints one line naming the culprit and returns a non-zero status: 2
+    for bad input, 1 for a training that failed, 130 for Ctrl-C. ``--debug`` (or ``REIDLIB_DEBUG=1``)
+    shows the traceback instead.
+    """
+    import os
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("REIDLIB_DEBUG", "") not in ("", "0")
+    if debug:
+        return args.func(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as err:  # OSError: missing, unreadable or existing files, bad images
+        print(_error_line(err), file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from reidlib.engine.trainer import NonFiniteLossError
+
+        if isinstance(err, NonFiniteLossError):
+            print(_error_line(err), file=sys.stderr)
+            return 1
+        if "out of memory" in str(err).lower():
+            hint = " (try a smaller data.batch_size or data.test_batch_size)"
+            print(_error_line(err) + hint, file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

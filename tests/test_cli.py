@@ -152,3 +152,210 @@ def test_chapter_trunks(monkeypatch):
     monkeypatch.setattr(pretrain, "CHAPTER_TRUNKS", {"cpu": ((10, 16),)})
     assert [c.name for c in chapter_trunks("cpu")] == ["resnet10w16"]
     assert chapter_trunks("smoke") == [pretrain.SCALE_CONFIGS["smoke"]]
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+# Each case runs the command as a user would and checks three things: the exit status, one line on
+# stderr that names the culprit (no traceback), and that no file outside the command's own outputs changed.
+FAST_CONFIG = """\
+name: fast
+out_dir: {out}
+device: cpu
+data: {{preset: tiny, height: 32, width: 16, batch_size: 16, num_instances: 4, test_batch_size: 64, pad: 2}}
+model: {{arch: bnneck, depth: 18, last_stride: 1}}
+loss: {{}}
+train: {{epochs: 1, seed: {seed}, max_iters_per_epoch: 2, progress: none}}
+eval: {{untrained: true}}
+"""
+
+
+def _config(folder: Path, name: str = "fast.yaml", seed: int = 0, out: str = "runs/fast") -> Path:
+    path = folder / name
+    path.write_text(FAST_CONFIG.format(seed=seed, out=out))
+    return path
+
+
+def _digests(*folders: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A config and the run folder that `train` made from it (one epoch of two batches)."""
+    home = tmp_path_factory.mktemp("trained")
+    config = _config(home)
+    assert main(["train", "--config", str(config), "--out", str(home / "run")]) == 0
+    return config, home / "run"
+
+
+@pytest.fixture()
+def run_copy(trained, tmp_path):
+    import shutil
+
+    config, run = trained
+    shutil.copytree(run, tmp_path / "run")
+    return config, tmp_path / "run"
+
+
+def test_evaluate_out_never_overwrites_the_checkpoint_or_the_training_summary(run_copy, capsys):
+    config, run = run_copy
+    before = _digests(run)
+    for target in ("latest.pt", "metrics.json"):  # both used to be replaced by 1 KB of JSON
+        assert main(["evaluate", "--config", str(config), "--checkpoint", str(run / "latest.pt"),
+                     "--out", str(run / target)]) == 2
+        err = _one_line_error(capsys)
+        assert f"--out {run / target} is a file; --out names a folder" in err
+    assert _digests(run) == before
+
+
+def test_evaluate_out_is_a_folder_checked_before_the_evaluation(run_copy, capsys):
+    config, run = run_copy
+    ckpt = run / "latest.pt"
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    written = run / "evaluation_latest_synthreid-tiny.json"
+    assert f"metrics written to {written}" in out
+    import json
+
+    again = json.loads(written.read_text())
+    trained = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert again["mAP"] == pytest.approx(trained["mAP"], abs=1e-6)
+    # a file of that name that evaluate did not write stops the command before it loads anything
+    written.write_text("my notes, written over evaluate's file")
+    before = _digests(run)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(run)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{written} exists and was changed after reidlib wrote it" in err
+    assert "untrained" not in capsys.readouterr().out and _digests(run) == before
+
+
+def test_train_no_resume_with_a_changed_config_recomputes_the_untrained_metrics(run_copy, tmp_path, capsys):
+    import json
+
+    _, run = run_copy
+    stale = json.loads((run / "untrained_metrics.json").read_text())["metrics"]["mAP"]
+    changed = _config(tmp_path, "seed1.yaml", seed=1)  # other initial weights: another untrained model
+    assert main(["train", "--config", str(changed), "--out", str(run), "--no-resume"]) == 0
+    out = capsys.readouterr().out
+    assert "untrained_metrics.json was computed for other model" not in out  # the seed changed, not the model
+    assert "untrained_metrics.json was computed for other seed; evaluating the untrained model again" in out
+    fresh_run = tmp_path / "fresh"
+    assert main(["train", "--config", str(changed), "--out", str(fresh_run)]) == 0
+    capsys.readouterr()
+    recomputed = json.loads((run / "metrics.json").read_text())["untrained"]["mAP"]
+    truth = json.loads((fresh_run / "metrics.json").read_text())["untrained"]["mAP"]
+    assert recomputed == pytest.approx(truth, abs=1e-9) and recomputed != pytest.approx(stale, abs=1e-9)
+
+
+def test_train_refuses_a_folder_whose_files_it_did_not_write(tmp_path, capsys):
+    config = _config(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text("results of another tool")
+    (mine / "notes.txt").write_text("keep")
+    before = _digests(tmp_path)
+    assert main(["train", "--config", str(config), "--out", str(mine)]) == 2
+    assert f"{mine / 'metrics.json'} exists and was not written by reidlib" in _one_line_error(capsys)
+    assert _digests(tmp_path) == before
+
+
+def test_train_into_a_dataset_folder_is_refused(tmp_path, capsys):
+    config = tmp_path / "market.yaml"
+    data = tmp_path / "market"
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        (data / split).mkdir(parents=True)
+    text = FAST_CONFIG.format(seed=0, out="x").replace("preset: tiny", f"name: market1501, root: {data}")
+    config.write_text(text)
+    before = _digests(tmp_path)
+    assert main(["train", "--config", str(config), "--out", str(data / "run")]) == 2
+    assert f"inside the dataset folder {data.resolve()}" in _one_line_error(capsys)
+    assert _digests(tmp_path) == before and not (data / "run").exists()
+
+
+def test_leftovers_of_an_interrupted_write_are_cleaned_by_the_next_run(run_copy, capsys):
+    config, run = run_copy
+    leftover = run / ".latest.pt.abc12_xy.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    assert main(["train", "--config", str(config), "--out", str(run), "--epochs", "2"]) == 0
+    assert f"removed {leftover}, left by an interrupted write" in capsys.readouterr().out
+    assert not leftover.exists()
+
+
+@pytest.mark.parametrize("text, culprit", [
+    ("", "is empty; it must set at least data, model, train"),
+    ("data: {preset: tiny}\ntrain: {epochs: 1}\n", "section(s) model missing"),
+    ("data: {preset: tiny}\nmodel: {depth: 18}\ntrain: {epochs: 1}\neval: {metric: manhattan}\n",
+     "eval.metric='manhattan'"),
+    ("data: {preset: tiny}\nmodel: {depth: 18}\ntrain: [1, 2]\n", "train"),
+    ("data: [unclosed\n", "not valid YAML"),
+])
+def test_train_refuses_bad_configs_before_any_work(tmp_path, capsys, text, culprit):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = _one_line_error(capsys)
+    assert culprit in err and str(path) in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_bad_devices_are_one_line_errors(tmp_path, capsys):
+    config = _config(tmp_path)
+    assert main(["train", "--config", str(config), "--device", "gpu", "--out", str(tmp_path / "r")]) == 2
+    assert "--device='gpu' is not a device" in _one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("make, culprit", [
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_text('{"mAP": 0.5}'), "not a PyTorch checkpoint"),
+    (lambda p: p.mkdir(), "folder"),
+])
+def test_evaluate_reports_bad_checkpoints_in_one_line(trained, tmp_path, capsys, make, culprit):
+    config, _ = trained
+    ckpt = tmp_path / "latest.pt"
+    make(ckpt)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt)]) == 2
+    err = _one_line_error(capsys)
+    assert str(ckpt) in err and culprit in err and "weights_only" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        main(["train", "--config", str(tmp_path / "missing.yaml"), "--debug"])
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "train", "--config", str(tmp_path / "missing.yaml")])
+
+
+def test_synth_config_writes_the_split_the_config_evaluates(tmp_path, capsys):
+    from reidlib.data.market1501 import load_market1501
+    from reidlib.recipes.baseline import build_eval_data, load_baseline_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "baseline_synth_tiny.yaml"
+    out = tmp_path / "synth"
+    assert main(["synth", "--config", str(config), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["synth", "--config", str(config), "--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
+    assert "--config sets the dataset; drop --preset" in _one_line_error(capsys)
+    cfg = load_baseline_config(config, notice=None)
+    memory, _, _ = build_eval_data(cfg.data, progress=False)
+    disk = load_market1501(out)
+
+    def identities(records):
+        return sorted((r.pid, r.camid) for r in records if r.pid != -1)  # -1: junk, written to disk only
+
+    assert identities(disk.query) == identities(memory.query)
+    assert identities(disk.gallery) == identities(memory.gallery)
+    assert disk.num_train_pids == memory.num_train_pids == 120
+    from PIL import Image
+
+    first = Image.open(next((out / "query").iterdir()))
+    assert first.size == (cfg.data.width, cfg.data.height)

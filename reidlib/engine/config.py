@@ -11,7 +11,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -300,24 +300,72 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_yaml_config(cls: type[T], path: str | os.PathLike[str]) -> T:
+def _defaults_text(cls: type) -> str:
+    """``a=1, b='x', ...``: the default of every field of dataclass ``cls`` (nested ones by name)."""
+    parts = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            parts.append(f"{f.name}={f.default!r}")
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            shown = type(value).__name__ if dataclasses.is_dataclass(value) else repr(value)
+            parts.append(f"{f.name}={shown}")
+    return ", ".join(parts)
+
+
+def load_yaml_config(
+    cls: type[T],
+    path: str | os.PathLike[str],
+    required: tuple[str, ...] = (),
+    notice: Callable[[str], Any] | None = None,
+) -> T:
     """Read a YAML file into dataclass ``cls`` (see :func:`from_dict`).
+
+    Args:
+        cls: the dataclass of the whole file.
+        path: the YAML file.
+        required: top-level fields the file must set (sections such as ``model``): a config without
+            its ``model`` section would otherwise train the default network without a word. A section
+            written as ``model: {}`` takes every default, which ``notice`` reports.
+        notice: called with one line for each top-level dataclass section the file leaves out or
+            writes empty, naming the defaults it takes (``None``: silent).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ConfigError: the file is not a YAML mapping or does not match ``cls``.
+        ConfigError: the file is empty, is not a YAML mapping, misses a ``required`` field or does not
+            match ``cls``; the message names the file.
     """
     import yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config {p} is a folder, not a YAML file")
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from err
     if data is None:
+        if required:
+            raise ConfigError(f"config {p} is empty; it must set at least {', '.join(required)}")
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{p}: expected a YAML mapping at the top level, got {type(data).__name__}")
-    return from_dict(cls, data, source=str(p))
+    cfg = from_dict(cls, data, source=str(p))  # unknown keys and bad values first: they name a typo
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ConfigError(f"{p}: section(s) {', '.join(missing)} missing; they decide what is trained, so "
+                          f"they are not defaulted silently (write e.g. `{missing[0]}: {{}}` to take every "
+                          "default)")
+    if notice is not None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            section = hints[f.name]
+            if not dataclasses.is_dataclass(section):
+                continue
+            if f.name not in data:
+                notice(f"{p}: no '{f.name}' section; using its defaults ({_defaults_text(section)})")
+            elif data[f.name] == {}:
+                notice(f"{p}: '{f.name}' is empty; using its defaults ({_defaults_text(section)})")
+    return cfg

@@ -27,10 +27,11 @@ from reidlib.data.registry import open_dataset
 from reidlib.data.samplers import RandomIdentitySampler
 from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.callbacks import PeriodicEvaluation
-from reidlib.engine.checkpoint import load_checkpoint, model_state_from
+from reidlib.engine.checkpoint import LATEST, load_checkpoint, model_state_from
 from reidlib.engine.config import TrainConfig, load_yaml_config, to_dict
-from reidlib.engine.device import resolve_device
+from reidlib.engine.device import check_device_name, resolve_device
 from reidlib.engine.extract import evaluate_model
+from reidlib.engine.outputs import OutputFolder
 from reidlib.engine.seeding import make_generator, seed_everything, worker_init_fn
 from reidlib.engine.trainer import Trainer
 from reidlib.losses.combine import LossSum
@@ -39,7 +40,11 @@ from reidlib.losses.triplet import BatchHardTripletLoss
 
 SYNTHREID = "synthreid"
 ARCHS = ("bnneck", "idebn")
+EVAL_METRICS = ("euclidean", "cosine")
 METRICS_FILE = "metrics.json"
+UNTRAINED_FILE = "untrained_metrics.json"
+HISTORY_FILE = "history.json"
+REQUIRED_SECTIONS = ("data", "model", "train")
 
 
 @dataclass
@@ -81,10 +86,24 @@ class DataConfig:
     cache: bool = True
 
     def __post_init__(self) -> None:
+        from reidlib.data.registry import DATASETS
+        from reidlib.data.synthetic import PRESETS
+
+        if self.name.lower() not in DATASETS:
+            raise ValueError(f"data.name={self.name!r}; expected one of {sorted(DATASETS)}")
+        if self.name == SYNTHREID and self.preset not in PRESETS:
+            raise ValueError(f"data.preset={self.preset!r}; expected one of {sorted(PRESETS)}")
         if self.name != SYNTHREID and not self.root:
             raise ValueError(f"data.root is required for dataset {self.name!r} (only synthreid is generated)")
-        if self.workers < 0:
-            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+        for name in ("height", "width", "batch_size", "num_instances", "test_batch_size"):
+            _at_least(f"data.{name}", getattr(self, name), 1)
+        if self.batch_size % self.num_instances:
+            raise ValueError(f"data.batch_size={self.batch_size} is not a multiple of data.num_instances="
+                             f"{self.num_instances} (a batch holds P identities x K images each)")
+        _at_least("data.workers", self.workers, 0)
+        _at_least("data.pad", self.pad, 0)
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"data.random_erasing is a probability in [0, 1], got {self.random_erasing}")
 
 
 @dataclass
@@ -109,8 +128,21 @@ class ModelConfig:
     pool: str = "avg"
 
     def __post_init__(self) -> None:
+        from reidlib.layers.pooling import POOLINGS
+        from reidlib.models.backbone import RESNET_DEPTHS
+
         if self.arch not in ARCHS:
             raise ValueError(f"model.arch={self.arch!r}; expected one of {ARCHS}")
+        if self.depth not in RESNET_DEPTHS:
+            raise ValueError(f"model.depth={self.depth}; expected one of {sorted(RESNET_DEPTHS)}")
+        if self.last_stride not in (1, 2):
+            raise ValueError(f"model.last_stride={self.last_stride}; expected 1 or 2")
+        if self.pool not in POOLINGS:
+            raise ValueError(f"model.pool={self.pool!r}; expected one of {sorted(POOLINGS)}")
+        if self.pool != "avg" and self.arch != "bnneck":
+            raise ValueError(f"model.pool={self.pool!r} needs arch 'bnneck' (idebn pools by averaging)")
+        if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
+            raise ValueError(f"model.pretrained={self.pretrained!r}: no such weights file")
 
 
 @dataclass
@@ -132,9 +164,18 @@ class LossConfig:
     triplet_metric: str = "euclidean"
 
     def __post_init__(self) -> None:
+        from reidlib.losses.triplet import TRIPLET_METRICS
+
         if self.ce_weight < 0 or self.triplet_weight < 0 or self.ce_weight + self.triplet_weight == 0:
             raise ValueError(f"loss weights must be >= 0 and not both 0, got ce_weight={self.ce_weight}, "
                              f"triplet_weight={self.triplet_weight}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.margin is not None and not self.margin > 0:
+            raise ValueError(f"loss.margin must be > 0 (or null for the soft margin), got {self.margin}")
+        if self.triplet_metric not in TRIPLET_METRICS:
+            raise ValueError(f"loss.triplet_metric={self.triplet_metric!r}; expected one of "
+                             f"{TRIPLET_METRICS}")
 
 
 @dataclass
@@ -157,6 +198,15 @@ class EvalConfig:
     every: int = 0
     untrained: bool = True
 
+    def __post_init__(self) -> None:
+        from reidlib.evaluation.rank import AP_MODES
+
+        if self.metric not in EVAL_METRICS:
+            raise ValueError(f"eval.metric={self.metric!r}; expected one of {EVAL_METRICS}")
+        if self.ap_mode not in AP_MODES:
+            raise ValueError(f"eval.ap_mode={self.ap_mode!r}; expected one of {AP_MODES}")
+        _at_least("eval.every", self.every, 0)
+
 
 @dataclass
 class BaselineConfig:
@@ -177,10 +227,33 @@ class BaselineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("name must not be empty")
+        if not self.out_dir.strip():
+            raise ValueError("out_dir must not be empty")
+        check_device_name(self.device, "device")
 
-def load_baseline_config(path: str | os.PathLike[str]) -> BaselineConfig:
-    """Read a baseline YAML config (errors name the file and the bad field)."""
-    return load_yaml_config(BaselineConfig, path)
+
+def load_baseline_config(path: str | os.PathLike[str], notice: Callable[[str], Any] | None = print
+                         ) -> BaselineConfig:
+    """Read a baseline YAML config; every value is checked here, before any work.
+
+    The ``data``, ``model`` and ``train`` sections must be present (an empty file or a config without
+    its ``model`` would otherwise train a default ResNet-50 without a word); ``notice`` is told which
+    other sections take their defaults.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: the message names the file and the bad field (unknown, missing, wrong type or out
+            of range).
+    """
+    return load_yaml_config(BaselineConfig, path, required=REQUIRED_SECTIONS, notice=notice)
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -293,9 +366,57 @@ def _print_result(title: str, result: Any) -> None:
           f"rank-20 {100 * result.rank20:.1f}%  ({result.num_valid} queries, {len(cmc)} ranks)", flush=True)
 
 
+def run_outputs(cfg: BaselineConfig) -> list[str]:
+    """The file names :func:`run_baseline` writes into its folder (``epoch_XXX.pt`` as configured)."""
+    names = [LATEST, HISTORY_FILE, METRICS_FILE, UNTRAINED_FILE]
+    every = cfg.train.checkpoint_every
+    if every:
+        names += [f"epoch_{e:03d}.pt" for e in range(every, cfg.train.epochs + 1, every)]
+    return names
+
+
+def _input_folders(cfg: DataConfig) -> list[str]:
+    return [cfg.root] if cfg.root and cfg.name != SYNTHREID else []
+
+
+def untrained_identity(cfg: BaselineConfig, splits: ReIDSplits) -> dict[str, Any]:
+    """What the untrained model's metrics depend on: data, model, seed (the initial weights), the
+    evaluation options and the splits' :meth:`~reidlib.data.records.ReIDSplits.fingerprint`."""
+    data = {k: v for k, v in to_dict(cfg.data).items() if k != "workers"}
+    ev = cfg.eval
+    return {"data": data, "model": to_dict(cfg.model), "seed": cfg.train.seed,
+            "eval": {"flip": ev.flip, "metric": ev.metric, "rerank": ev.rerank, "ap_mode": ev.ap_mode},
+            "splits": splits.fingerprint(("query", "gallery"))}
+
+
+def _stored_untrained(path: Path, identity: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The metrics stored in ``path`` when they were computed for ``identity``; else ``None`` and why."""
+    if not path.is_file():
+        return None, ""
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"{path} is not valid JSON"
+    if not isinstance(stored, dict) or "identity" not in stored or "metrics" not in stored:
+        return None, f"{path} does not say what it was computed for"
+    if stored["identity"] != identity:
+        old = stored["identity"] if isinstance(stored["identity"], dict) else {}
+        changed = sorted(k for k in identity if old.get(k) != identity[k])
+        return None, f"{path} was computed for other {', '.join(changed) or 'settings'}"
+    return stored["metrics"], ""
+
+
 def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = None, resume: bool = True,
-                 device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                 device: str | None = None, progress: bool = True,
+                 inputs: tuple[str | os.PathLike[str], ...] = ()) -> dict[str, Any]:
     """Train and evaluate the baseline; write ``metrics.json`` (and checkpoints/history) to ``out_dir``.
+
+    Before any work the device is checked and the run folder is claimed
+    (:class:`~reidlib.engine.outputs.OutputFolder`): a file there that this command would replace must
+    have been written by an earlier ``train`` into the same folder. The untrained model's metrics
+    (``untrained_metrics.json``) are reused only when they were computed for the same data, model,
+    seed and evaluation options (:func:`untrained_identity`); otherwise they are recomputed, with a
+    notice.
 
     Args:
         cfg: the experiment.
@@ -303,16 +424,24 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
         resume: continue from ``out_dir/latest.pt`` when it exists.
         device: overrides ``cfg.device``.
         progress: print data-preparation progress and results.
+        inputs: files the caller read (the config file): the run refuses to write over any of them.
 
     Returns:
         the content of ``metrics.json``: a dict with keys ``name``, ``dataset``, ``metrics``
         (``RankResult.as_dict()``), ``untrained`` (the same for the untrained model, or ``None``),
         ``history``, ``config`` and ``wall_time_s``.
+
+    Raises:
+        ValueError: a bad device, or an output folder that would lose data
+            (:class:`~reidlib.engine.outputs.OutputPathError`).
     """
     t0 = time.perf_counter()
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device or cfg.device)
+    folder = OutputFolder(out, "train", option="--out" if out_dir is not None else "out_dir")
+    names = run_outputs(cfg)
+    folder.check(names, inputs=inputs, input_folders=_input_folders(cfg.data))
+    folder.claim(names, quiet=not progress)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, progress=progress)
     if progress:
@@ -326,14 +455,16 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
 
     untrained = None
     if ev.untrained:
-        untrained_file = out / "untrained_metrics.json"
-        if untrained_file.is_file():
-            untrained = json.loads(untrained_file.read_text())
-        else:
+        untrained_file = out / UNTRAINED_FILE
+        identity = untrained_identity(cfg, data.splits)
+        untrained, why = _stored_untrained(untrained_file, identity)
+        if untrained is None:
+            if why:
+                print(f"notice: {why}; evaluating the untrained model again", flush=True)
             model.to(dev)
             result = evaluate(model)
             untrained = result.as_dict()
-            untrained_file.write_text(json.dumps(untrained, indent=1))
+            folder.write_json(UNTRAINED_FILE, {"identity": identity, "metrics": untrained})
             if progress:
                 _print_result("untrained model", result)
 
@@ -355,7 +486,7 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
         "config": to_dict(cfg),
         "wall_time_s": time.perf_counter() - t0,
     }
-    (out / METRICS_FILE).write_text(json.dumps(summary, indent=1))
+    folder.write_json(METRICS_FILE, summary)
     return summary
 
 
@@ -368,14 +499,56 @@ def _short(result: Any) -> dict[str, float]:
     return {"mAP": result.mAP, "rank1": result.rank1}
 
 
+def evaluation_file_name(checkpoint: str | os.PathLike[str], cfg: DataConfig) -> str:
+    """``evaluation_<checkpoint stem>_<dataset>.json``: the file ``evaluate`` writes into ``--out``."""
+    dataset = f"{cfg.name}-{cfg.preset}" if cfg.name == SYNTHREID else cfg.name
+    return f"evaluation_{Path(checkpoint).stem}_{dataset}.json"
+
+
+def build_eval_data(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, DataLoader, DataLoader]:
+    """Query and gallery loaders only: SynthReID renders its test images as they are read, and no
+    training image is prepared."""
+    splits, source, _ = open_dataset(cfg.name, cfg.root, preset=synth_config(cfg), seed=cfg.synth_seed,
+                                     height=cfg.height, width=cfg.width, precache=False,
+                                     progress=progress and sys.stderr.isatty(), **cfg.loader_kwargs)
+    test_tf = build_test_transform(cfg.height, cfg.width)
+    common = {"batch_size": cfg.test_batch_size, "shuffle": False, "num_workers": cfg.workers,
+              "worker_init_fn": worker_init_fn if cfg.workers else None,
+              "pin_memory": torch.cuda.is_available()}
+    return (splits, DataLoader(ImageDataset(splits.query, test_tf, source), **common),
+            DataLoader(ImageDataset(splits.gallery, test_tf, source), **common))
+
+
 def evaluate_checkpoint(
     cfg: BaselineConfig, checkpoint: str | os.PathLike[str], device: str | None = None,
     flip: bool | None = None, rerank: bool | None = None, metric: str | None = None, progress: bool = True,
+    out_dir: str | os.PathLike[str] | None = None, inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> dict[str, Any]:
     """Evaluate saved weights on ``cfg.data``'s query/gallery (the classifier size is read from the file,
     so a model trained on another dataset can be evaluated cross-domain). Options left ``None`` take the
-    config's ``eval`` values. Returns ``RankResult.as_dict()``."""
+    config's ``eval`` values.
+
+    With ``out_dir``, the metrics also go to ``out_dir/``:func:`evaluation_file_name` (the folder is
+    checked before any work, as in :func:`run_baseline`; ``inputs`` are the files the caller read).
+
+    Returns:
+        ``RankResult.as_dict()`` plus ``checkpoint``, ``dataset`` and ``options`` (flip, rerank, metric).
+
+    Raises:
+        FileNotFoundError / ValueError: a missing or unreadable checkpoint, weights that do not fit the
+            config's model, a bad device or metric, an output folder that would lose data.
+    """
+    ev = cfg.eval
+    flip = ev.flip if flip is None else flip
+    rerank = ev.rerank if rerank is None else rerank
+    metric = metric or ev.metric
+    if metric not in EVAL_METRICS:
+        raise ValueError(f"metric={metric!r}; expected one of {EVAL_METRICS}")
     dev = resolve_device(device or cfg.device)
+    folder = name = None
+    if out_dir is not None:
+        folder, name = OutputFolder(out_dir, "evaluate"), evaluation_file_name(checkpoint, cfg.data)
+        folder.check([name], inputs=(checkpoint, *inputs), input_folders=_input_folders(cfg.data))
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     state = load_checkpoint(checkpoint)
     weights = model_state_from(state, checkpoint)
@@ -383,13 +556,19 @@ def evaluate_checkpoint(
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
         raise ValueError(f"weights in {checkpoint} do not fit the config's model "
-                         f"({cfg.model.arch}, ResNet-{cfg.model.depth}): {err}") from err
-    data = build_data(cfg.data, seed=cfg.train.seed, progress=progress)
-    ev = cfg.eval
-    result = evaluate_model(model.to(dev), data.query_loader, data.gallery_loader, dev,
-                            flip=ev.flip if flip is None else flip, metric=metric or ev.metric,
-                            rerank=ev.rerank if rerank is None else rerank, ap_mode=ev.ap_mode)
+                         f"({cfg.model.arch}, ResNet-{cfg.model.depth}): {first[0].strip()}") from err
+    splits, query_loader, gallery_loader = build_eval_data(cfg.data, progress=progress)
+    result = evaluate_model(model.to(dev), query_loader, gallery_loader, dev, flip=flip, metric=metric,
+                            rerank=rerank, ap_mode=ev.ap_mode)
     if progress:
-        _print_result(f"{Path(checkpoint).name} on {data.splits.name}", result)
-    return result.as_dict()
+        _print_result(f"{Path(checkpoint).name} on {splits.name}", result)
+    metrics = {**result.as_dict(), "checkpoint": str(checkpoint), "dataset": splits.name,
+               "options": {"flip": flip, "rerank": rerank, "metric": metric}}
+    if folder is not None and name is not None:
+        folder.claim([name], quiet=not progress)
+        path = folder.write_json(name, metrics)
+        if progress:
+            print(f"metrics written to {path}")
+    return metrics
