@@ -11,7 +11,9 @@ truncated ``latest.pt`` behind.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,22 +43,98 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that cannot be loaded as a checkpoint: empty, a folder, not a PyTorch file, damaged, or
+    holding objects other than tensors and plain data. The message is one line that names the file."""
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_PICKLE_PROTO = 0x80  # first byte of a pickle (protocol 2+): torch's legacy format, or a plain pickle
+
+
+def _folder_message(path: Path) -> str:
+    latest = path / LATEST
+    if latest.is_file():
+        return f"checkpoint {path} is a folder, not a file; did you mean {latest}?"
+    found = sorted(p.name for p in path.glob("*.pt") if p.is_file())
+    if found:
+        names = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        return f"checkpoint {path} is a folder, not a file, and holds no {LATEST}; it holds {names}"
+    return f"checkpoint {path} is a folder, not a file, and holds no .pt file"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # a multi-byte character cut at the end of the sample is still text
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def _unreadable_reason(head: bytes, err: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in a few words, from its
+    first bytes ``head`` and torch's error.
+
+    torch's own message is not passed on when it recommends ``weights_only=False``: that would run
+    arbitrary code from the file, which reidlib never does for a checkpoint.
+    """
+    text = str(err)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (f"it holds objects other than tensors and plain data (such as {refused.group(1)}), "
+                "which reidlib refuses to load")
+    if head.startswith(_ZIP_MAGIC):
+        return "a damaged or truncated PyTorch checkpoint (unreadable zip archive)"
+    if head[:1] == bytes([_PICKLE_PROTO]):
+        return "not a PyTorch checkpoint, or a damaged one (unreadable pickle)"
+    if head.lstrip()[:1] in (b"{", b"[") and _looks_like_text(head):
+        return "a JSON or text file, not a PyTorch checkpoint"
+    if _looks_like_text(head):
+        return "a text file, not a PyTorch checkpoint"
+    if "weights_only" in text or not text.strip():
+        return "not a PyTorch checkpoint (unreadable zip/pickle)"
+    return f"not a PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:200]})"
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a readable checkpoint (the message names it).
+        CheckpointError: (a ``ValueError``) ``path`` is a folder (the message suggests its
+            ``latest.pt``), an empty file, not a PyTorch checkpoint (text, JSON, other binary data),
+            a damaged or truncated one, one holding pickled objects other than tensors and plain data,
+            or one that holds no dict. The message is one line and names the file.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise CheckpointError(_folder_message(path))
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types (UnpicklingError, RuntimeError, EOFError)
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        # Read here so that a permission problem is reported as one; whatever torch.load raises
+        # after this is about the content.
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    if not head:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; an interrupted "
+                              "copy or download?)")
+    try:
+        with warnings.catch_warnings():
+            # The weights-only unpickler warns about pickle protocols before failing on a plain pickle;
+            # the error below says what the file is.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types: UnpicklingError, RuntimeError, OSError, EOFError...
+        # from None: the chained torch message would repeat its weights_only=False advice.
+        raise CheckpointError(f"cannot read checkpoint {path}: {_unreadable_reason(head, err)}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state
 
 

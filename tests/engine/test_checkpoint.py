@@ -1,4 +1,5 @@
 import math
+import traceback
 
 import pytest
 import torch
@@ -131,3 +132,72 @@ def test_resume_refuses_a_different_record(tmp_path):
     other = trainer(3, 32)
     with pytest.raises(ValueError, match="data.height: 64 -> 32"):
         other.fit()
+
+
+class _Custom:
+    """A pickled class: what a checkpoint written with ``torch.save(model)`` (not its state_dict) holds."""
+
+
+def _load_error(path) -> str:
+    from reidlib.engine.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    # torch's own advice would run code from the file; reidlib never passes it on, not even in the
+    # chained exceptions of a traceback.
+    assert "weights_only" not in "".join(traceback.format_exception(err.value))
+    assert isinstance(err.value, ValueError)  # the CLI prints ValueErrors as one line
+    return message
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "latest.pt").write_bytes(b"")
+    assert "the file is empty (0 bytes" in _load_error(tmp_path / "latest.pt")
+
+
+def test_folder_instead_of_file_suggests_its_latest_checkpoint(tmp_path):
+    run = tmp_path / "runs" / "x"
+    save_checkpoint({"epoch": 1}, run / "latest.pt")
+    message = _load_error(run)
+    assert message == f"checkpoint {run} is a folder, not a file; did you mean {run / 'latest.pt'}?"
+    other = tmp_path / "runs" / "y"
+    save_checkpoint({"epoch": 1}, other / "epoch_002.pt")
+    assert _load_error(other).endswith("a folder, not a file, and holds no latest.pt; it holds epoch_002.pt")
+    (tmp_path / "empty").mkdir()
+    assert _load_error(tmp_path / "empty").endswith("is a folder, not a file, and holds no .pt file")
+
+
+def test_files_that_are_not_checkpoints(tmp_path):
+    (tmp_path / "notes.pt").write_text("trained for 60 epochs\n")
+    assert _load_error(tmp_path / "notes.pt").endswith(": a text file, not a PyTorch checkpoint")
+    (tmp_path / "metrics.pt").write_text('{"mAP": 0.83, "rank1": 0.93}')
+    assert _load_error(tmp_path / "metrics.pt").endswith(": a JSON or text file, not a PyTorch checkpoint")
+    (tmp_path / "noise.pt").write_bytes(bytes(range(7, 256)) * 3)
+    assert _load_error(tmp_path / "noise.pt").endswith(": not a PyTorch checkpoint (unreadable zip/pickle)")
+
+
+def test_truncated_checkpoint(tmp_path):
+    save_checkpoint({"model": {"w": torch.randn(64, 64)}, "epoch": 3}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])  # a copy interrupted half-way
+    message = _load_error(tmp_path / "cut.pt")
+    reason = "a damaged or truncated PyTorch checkpoint (unreadable zip archive)"
+    assert message == f"cannot read checkpoint {tmp_path / 'cut.pt'}: {reason}"
+    torch.save({"w": torch.randn(8)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "legacy.pt").read_bytes()
+    (tmp_path / "legacy_cut.pt").write_bytes(data[:-20])
+    assert _load_error(tmp_path / "legacy_cut.pt").endswith("(unreadable pickle)")
+
+
+def test_pickled_objects_are_refused_with_their_name(tmp_path):
+    torch.save({"model": _Custom(), "epoch": 1}, tmp_path / "whole_model.pt")
+    message = _load_error(tmp_path / "whole_model.pt")
+    assert message.endswith(f"it holds objects other than tensors and plain data (such as "
+                            f"{__name__}._Custom), which reidlib refuses to load")
+
+
+def test_a_checkpoint_that_is_not_a_dict(tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    assert _load_error(tmp_path / "tensor.pt").endswith("tensor.pt holds a Tensor, expected a dict")
