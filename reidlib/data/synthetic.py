@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from reidlib.atomic import atomic_write_text
 from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.synthetic_attributes import (
     PersonAttributes,
@@ -465,7 +466,7 @@ class SynthReID:
         for key, folder in tqdm(jobs, desc=f"write {self.splits.name}", disable=not progress):
             self.load_image(key).save(folder / self.filename(key), quality=quality)
         meta = {"dataset": self.splits.name, "seed": self.seed, "config": asdict(self.config)}
-        (root_path / "synthreid.json").write_text(json.dumps(meta, indent=2))
+        atomic_write_text(root_path / "synthreid.json", json.dumps(meta, indent=2))
         return root_path
 
     def summary(self) -> str:

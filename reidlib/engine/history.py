@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from reidlib.atomic import atomic_write_text
 
 
 def _json_value(value: Any) -> Any:
@@ -48,13 +49,7 @@ class History:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the history as a JSON list, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_list(), fh, indent=1)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_list(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from reidlib.atomic import atomic_write
 from reidlib.data.dataset import ImageDataset
 from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
@@ -209,6 +210,14 @@ class ChapterData:
     def num_classes(self) -> int:
         """Training identities."""
         return self.splits.num_train_pids
+
+    @property
+    def identity(self) -> str:
+        """:meth:`~reidlib.data.records.ReIDSplits.fingerprint` of the splits, computed once: stored with
+        every run, so a run is reused only on the same data."""
+        if "identity" not in self.cache:
+            self.cache["identity"] = self.splits.fingerprint()
+        return self.cache["identity"]
 
     def family_of(self, pid: int) -> int | None:
         """Look-alike family of a SynthReID test identity; -1 for distractors (pid <= 0), ``None`` for
@@ -388,14 +397,16 @@ def train_run(
         model = build()
         history = train(model, folder)
         model.eval()  # still on the training device: evaluation runs there too
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        atomic_write(weights, lambda fh: torch.save(state, fh))
         metrics, extra = evaluate(model)
         trained["model"] = model.cpu()
         return RunOutcome(metrics=metrics, history=history, extra=extra)
 
     config = _with_trunk(cfg, cfg if stored_config is None else stored_config)
     record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=ctx.reuse and weights.is_file(),
-                          dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device)
+                          dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device,
+                          data_identity=ctx.data.identity)
     if record.reused:
         model = build()
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -427,7 +438,7 @@ def evaluation_run(
 
     return run_or_reuse(ctx.chapter, name, _field(config, "scale"), _with_trunk(config, config), eval_fn,
                         reuse=ctx.reuse, dataset=ctx.data.name, seed=seed, root=ctx.results_root,
-                        device=ctx.device)
+                        device=ctx.device, data_identity=ctx.data.identity)
 
 
 def log_line(name: str, record: RunRecord, seconds: float) -> str:

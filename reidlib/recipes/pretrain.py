@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from reidlib.atomic import atomic_write, atomic_write_json
 from reidlib.data.dataset import ImageDataset
 from reidlib.data.synthetic import PRESETS, SynthReID, SynthReIDConfig
 from reidlib.data.transforms import build_train_transform
@@ -238,15 +239,14 @@ def pretrain(cfg: PretrainConfig, root: str | os.PathLike | None = None,
     history = trainer.fit_or_resume().to_list()
     wall = time.perf_counter() - start
     trunk = folder / TRUNK_FILE
-    tmp = trunk.with_suffix(".pt.tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}, tmp)
-    tmp.replace(trunk)
+    state = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
+    atomic_write(trunk, lambda fh: torch.save(state, fh))
     last = history[-1] if history else {}
     record = {"key": cfg.key, "name": cfg.name, "config": cfg.as_dict(), "sha256": _sha256(trunk),
               "wall_time_s": round(wall, 3), "images": len(splits.train),
               "identities": splits.num_train_pids, "history": to_jsonable(history, "history"),
               "provenance": collect_provenance(device)}
-    (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_json(folder / RECORD_FILE, record)
     metrics = {"train_acc": float(last.get("acc", float("nan"))), "train_loss": float(last.get("loss", 0.0))}
     save_run(CHAPTER, cfg.name, cfg.scale, metrics, cfg.as_dict(), dataset=f"synthreid_{cfg.population}",
              seed=cfg.seed, wall_time_s=wall, history=history,

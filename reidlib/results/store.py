@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reidlib.atomic import atomic_write_json
 from reidlib.results.paths import results_root
 from reidlib.results.provenance import collect_provenance
 from reidlib.scale import SCALES
@@ -50,6 +51,7 @@ class RunRecord:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: Path | None = None
     reused: bool = False
+    data_identity: str | None = None
 
     def metric(self, name: str) -> float:
         """A metric by name; nested metrics use dots (``"ap_modes.trapezoid"``).
@@ -180,6 +182,7 @@ def save_run(
     extra: Mapping[str, Any] | None = None,
     root: str | os.PathLike | None = None,
     device: str | None = None,
+    data_identity: str | None = None,
 ) -> Path:
     """Write one run's results file, adding provenance (git commit, versions, device, UTC time).
 
@@ -224,11 +227,9 @@ def save_run(
         "wall_time_s": round(float(wall_time_s), 3),
         "provenance": collect_provenance(device),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    if data_identity is not None:
+        payload["data_identity"] = str(data_identity)
+    return atomic_write_json(path, payload)
 
 
 def read_run_file(path: str | os.PathLike) -> RunRecord:
@@ -261,6 +262,7 @@ def read_run_file(path: str | os.PathLike) -> RunRecord:
         extra=data.get("extra") or {},
         provenance=data.get("provenance") or {},
         path=path,
+        data_identity=data.get("data_identity"),
     )
 
 
@@ -344,17 +346,22 @@ def run_or_reuse(
     seed: int | None = None,
     root: str | os.PathLike | None = None,
     device: str | None = None,
+    data_identity: str | None = None,
 ) -> RunRecord:
-    """Train (via ``train_fn``) and save, or load a finished run with the same config.
+    """Train (via ``train_fn``) and save, or load a finished run with the same config and data.
 
-    With ``reuse=True`` and a results file whose stored config equals ``config``, the file is loaded and a
-    line saying so is printed; otherwise ``train_fn()`` runs, its wall time is measured, and the results
-    are saved with :func:`save_run`. CI and ``make reproduce`` never reuse.
+    With ``reuse=True`` and a results file whose stored config equals ``config`` (and, when
+    ``data_identity`` is given, whose stored data identity equals it), the file is loaded and a line saying
+    so is printed; otherwise ``train_fn()`` runs, its wall time is measured, and the results are saved
+    with :func:`save_run`. CI and ``make reproduce`` never reuse.
 
     Args:
         train_fn: no-argument callable returning a :class:`RunOutcome` or a mapping with key ``"metrics"``
             (and optionally ``"history"``, ``"extra"``).
         dataset, seed: default to ``config.dataset`` / ``config.seed`` (attribute or key).
+        data_identity: a digest of the data the run sees (e.g.
+            :meth:`reidlib.data.records.ReIDSplits.fingerprint`), stored with the run; a stored run with
+            another (or none) is trained again, with a printed notice.
 
     Raises:
         ValueError: no dataset given or found in the config; ``train_fn`` returned something else.
@@ -370,12 +377,17 @@ def run_or_reuse(
     if reuse and path.is_file():
         stored = read_run_file(path)
         diffs = config_differences(stored.config, wanted)
-        if not diffs:
+        same_data = data_identity is None or stored.data_identity == data_identity
+        if not diffs and same_data:
             when = stored.provenance.get("timestamp_utc", "?")
             commit = str(stored.provenance.get("git", {}).get("commit", "unknown"))[:10]
             print(f"Reused {chapter}/{scale}/{run}: same config, recorded {when} at commit {commit} ({path})")
             return dataclasses.replace(stored, reused=True)
-        print(f"Not reusing {path}: config differs in {', '.join(diffs[:8])}; training again")
+        why = [f"config differs in {', '.join(diffs[:8])}"] if diffs else []
+        if not same_data:
+            stored_identity = stored.data_identity or "not recorded"
+            why.append(f"its data differ (stored {stored_identity}, now {data_identity})")
+        print(f"Not reusing {path}: {'; '.join(why)}; training again")
     start = time.perf_counter()
     outcome = train_fn()
     wall = time.perf_counter() - start
@@ -391,5 +403,6 @@ def run_or_reuse(
             f"train_fn for {chapter}/{run} must return a RunOutcome or a mapping with 'metrics', "
             f"got {type(outcome).__name__}"
         )
-    saved = save_run(chapter, run, scale, metrics, config, dataset, seed, wall, history, extra, root, device)
+    saved = save_run(chapter, run, scale, metrics, config, dataset, seed, wall, history, extra, root, device,
+                     data_identity=data_identity)
     return read_run_file(saved)

@@ -134,6 +134,21 @@ def test_run_or_reuse_trains_then_reuses(tmp_path, capsys):
     assert calls == [1, 1, 1]
 
 
+def test_a_run_is_reused_only_on_the_same_data(tmp_path, capsys):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return RunOutcome(metrics={"mAP": 0.4})
+
+    run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path, data_identity="aaaa")
+    assert run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path, data_identity="aaaa").reused
+    capsys.readouterr()
+    again = run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path, data_identity="bbbb")
+    assert not again.reused and calls == [1, 1] and again.data_identity == "bbbb"
+    assert "its data differ (stored aaaa, now bbbb); training again" in capsys.readouterr().out
+
+
 def test_run_or_reuse_validates(tmp_path):
     with pytest.raises(ValueError, match="pass dataset="):
         run_or_reuse("c", "r", "cpu", {"seed": 1}, lambda: {"metrics": {"mAP": 1.0}}, root=tmp_path)
