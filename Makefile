@@ -14,9 +14,14 @@ PRETRAIN = $(PY) -m reidlib pretrain --scale $(1) $(if $(DEVICE),--device $(DEVI
 # make reproduce writes into _build/reproduce only: its own trunk cache (so the trunks are trained again and
 # their results files compared too) and its own results root.
 REPRODUCE_ENV = REIDLIB_CACHE=$(CURDIR)/_build/reproduce/cache REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results
+# The Jupyter kernel of the project's environment; the notebooks ask for it by this name.
+KERNEL := reid-book
+KERNEL_DISPLAY := Python (reid-book)
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
+LAB_ARGS ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test unit lint run clean book book-html mathjax nbtest browser-test reproduce
+.PHONY: setup test unit lint run clean book book-html mathjax nbtest browser-test reproduce kernel lab
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +29,19 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed
+## The project's kernel inside .venv (found by papermill, nbval and a JupyterLab started from .venv).
+$(KERNEL_SPEC): $(VENV)/.installed
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "$(KERNEL_DISPLAY)" >/dev/null
+
+setup: $(VENV)/.installed $(KERNEL_SPEC)
+
+## Register the kernel for this user too, so a system-wide JupyterLab or VS Code lists the project's environment.
+kernel: setup
+	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "$(KERNEL_DISPLAY)"
+
+## Open the chapters in JupyterLab on the project's kernel (LAB_ARGS="--no-browser --port 8890" to pass options).
+lab: kernel
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks
 
 lint: setup
 	$(PY) -m ruff check reidlib tests benchmarks book/tools book/_ext book/examples

@@ -46,6 +46,9 @@ def execute(
     """Run ``notebook`` (path relative to the repo) into ``output``; returns seconds taken.
 
     Only parameters the notebook declares are injected. Raises papermill's execution error on failure.
+    The ``python3`` kernel is the one jupyter_client starts with this very interpreter, whereas a
+    ``reid-book`` kernel registered for the user (``make kernel``) may point at another checkout's
+    ``.venv``; the executed notebook keeps its own ``reid-book`` kernelspec for JupyterLab.
     """
     import papermill
 

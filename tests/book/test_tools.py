@@ -103,3 +103,24 @@ def test_extension_drops_thebe_assets():
     offline_page_assets._drop_thebe(None, "p", "page.html", context, None)
     assert [a.filename for a in context["script_files"]] == ["_static/x.js"]
     assert [a.filename for a in context["css_files"]] == ["_static/a.css"]
+
+
+def test_notebooks_ask_for_the_project_kernel_that_setup_registers():
+    import json
+    import re
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    makefile = (repo / "Makefile").read_text()
+    kernel = re.search(r"^KERNEL := (\S+)$", makefile, re.M).group(1)
+    assert "ipykernel install --sys-prefix --name $(KERNEL)" in makefile  # make setup
+    assert "ipykernel install --user --name $(KERNEL)" in makefile  # make kernel / make lab
+    notebooks = sorted(repo.glob("notebooks/*.ipynb")) + sorted(repo.glob("book/*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        spec = json.loads(path.read_text())["metadata"]["kernelspec"]
+        assert spec["name"] == kernel, path
+    registered = Path(sys.prefix) / "share" / "jupyter" / "kernels" / kernel / "kernel.json"
+    if registered.is_file():  # after make setup: the kernel runs this environment's interpreter
+        argv = json.loads(registered.read_text())["argv"]
+        assert Path(argv[0]).resolve() == Path(sys.executable).resolve()
