@@ -359,3 +359,33 @@ def test_synth_config_writes_the_split_the_config_evaluates(tmp_path, capsys):
 
     first = Image.open(next((out / "query").iterdir()))
     assert first.size == (cfg.data.width, cfg.data.height)
+
+
+def test_evaluate_on_a_folder_with_broken_images_names_them_before_any_work(trained, tmp_path, capsys):
+    from tests.data.fixtures import make_market1501_with_broken_images, tree_checksums
+
+    config, run = trained
+    root, broken = make_market1501_with_broken_images(tmp_path)
+    before = tree_checksums(root)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(run / "latest.pt"),
+                 "--dataset", "market1501", "--root", str(root), "--out", str(tmp_path / "eval")]) == 2
+    err = _one_line_error(capsys)
+    assert "market1501: 3 of the" in err
+    for path, reason in broken.items():
+        assert f"{path}: {reason}" in err
+    assert tree_checksums(root) == before and not (tmp_path / "eval").exists()
+
+
+def test_non_finite_embeddings_stop_the_evaluation_naming_the_images(trained, tmp_path, capsys):
+    import torch
+
+    config, run = trained
+    state = torch.load(run / "latest.pt", weights_only=True)
+    bias = "neck.bias"  # the BN neck after pooling: its output is the embedding
+    state["model"][bias][0] = float("nan")  # one embedding dimension is NaN for every image
+    poisoned = tmp_path / "nan.pt"
+    torch.save(state, poisoned)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(poisoned)]) == 2
+    err = _one_line_error(capsys)
+    assert "query embeddings of batch 0 (rows 0..23): 24 of 24 image rows hold NaN" in err
+    assert "row 0: synth/query/000000" in err
