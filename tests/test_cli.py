@@ -389,3 +389,13 @@ def test_non_finite_embeddings_stop_the_evaluation_naming_the_images(trained, tm
     err = _one_line_error(capsys)
     assert "query embeddings of batch 0 (rows 0..23): 24 of 24 image rows hold NaN" in err
     assert "row 0: synth/query/000000" in err
+
+
+def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, capsys):
+    config, run = trained
+    other = tmp_path / "resnet34.yaml"
+    other.write_text(config.read_text().replace("depth: 18", "depth: 34"))
+    assert main(["evaluate", "--config", str(other), "--checkpoint", str(run / "latest.pt")]) == 2
+    err = _one_line_error(capsys)
+    assert f"weights in {run / 'latest.pt'} do not fit the config's model (bnneck, ResNet-34)" in err
+    assert len(err) < 400

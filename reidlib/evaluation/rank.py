@@ -482,12 +482,12 @@ def evaluate_blocks(
         cutoff: optional ``(Q,)`` bounds ``>=`` the distance to each query's farthest true match
             (other camera, not junk); a larger value only costs memory. If a bound is too small a
             ``ValueError`` names the query.
+        device: where the ranking work happens (default: the blocks' device, or the cutoff's when
+            one is given).
 
     Distances follow :func:`evaluate`'s rules: ``+inf`` ranks last, NaN and ``-inf`` raise
     :class:`~reidlib.evaluation.arrays.NonFiniteError` naming the query rows and (whole-gallery)
     columns of the first block that holds them, before anything is averaged.
-        device: where the ranking work happens (default: the blocks' device, or the cutoff's when
-            one is given).
 
     Memory: one block plus the collected candidates, ``sum_q #{g : d(q, g) <= cutoff[q]}`` entries of
     3 x 8 bytes, i.e. ``Q x`` (mean rank of the last true match): 0.7 M entries (17 MB) for the

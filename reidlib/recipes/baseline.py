@@ -556,9 +556,10 @@ def evaluate_checkpoint(
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        first = (str(err).strip().splitlines()[1:2] or [str(err)])[0].strip()  # torch lists every key
+        first = first if len(first) <= 200 else first[:200] + " ..."
         raise ValueError(f"weights in {checkpoint} do not fit the config's model "
-                         f"({cfg.model.arch}, ResNet-{cfg.model.depth}): {first[0].strip()}") from err
+                         f"({cfg.model.arch}, ResNet-{cfg.model.depth}): {first}") from err
     splits, query_loader, gallery_loader = build_eval_data(cfg.data, progress=progress)
     result = evaluate_model(model.to(dev), query_loader, gallery_loader, dev, flip=flip, metric=metric,
                             rerank=rerank, ap_mode=ev.ap_mode)

@@ -27,7 +27,7 @@ def test_baseline_learns_on_synthreid(tmp_path, capsys):
 
     # the saved weights give the same numbers when evaluated on their own
     assert main(["evaluate", "--config", str(CONFIG), "--checkpoint", str(out / "latest.pt"),
-                 "--device", "cpu", "--out", str(tmp_path / "eval.json")]) == 0
-    again = json.loads((tmp_path / "eval.json").read_text())
+                 "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
+    again = json.loads((tmp_path / "eval" / "evaluation_latest_synthreid-tiny.json").read_text())
     assert again["mAP"] == pytest.approx(trained, abs=1e-6)
     assert again["rank1"] == pytest.approx(summary["metrics"]["rank1"], abs=1e-6)
