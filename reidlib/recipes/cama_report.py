@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from reidlib.figures.style import OKABE_ITO, use_book_style
+from reidlib.figures.runs import sweep_figure, training_curves
 from reidlib.recipes import report
 from reidlib.recipes.cama import (
     BRANCH_SWEEP,
@@ -31,7 +31,8 @@ from reidlib.recipes.cama import (
     k_run_name,
     other_mode,
 )
-from reidlib.recipes.report import percent as _pct
+from reidlib.recipes.report import family_table as family_table  # the chapter reads it from here
+from reidlib.recipes.report import sweep_points
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord
 
@@ -110,17 +111,6 @@ def branch_sweep_points(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return sweep_points(records, {n: "ide_bn" if n == 1 else f"cama_n{n}" for n in BRANCH_SWEEP}, "N")
 
 
-def sweep_points(records: Mapping[str, RunRecord], runs: Mapping[float, str], x: str) -> pd.DataFrame:
-    """Long table of a sweep: for each ``x -> run`` and each seed of the run's arm, its mAP and rank-1
-    (percent)."""
-    rows = []
-    for value, run in runs.items():
-        for rec in report.arm_records(records, run):
-            rows.append({x: value, "run": run, "seed": rec.seed, "mAP": _pct(rec, "mAP"),
-                         "rank1": _pct(rec, "rank1")})
-    return pd.DataFrame(rows, columns=[x, "run", "seed", "mAP", "rank1"])
-
-
 def paper_k_sweep() -> pd.DataFrame:
     """Figure 5 (paper, Market-1501): ``k`` in cells of the 16x8 map and as a share of its 128 cells."""
     table = load_paper_numbers(CHAPTER)
@@ -191,84 +181,25 @@ def explanation_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> 
     return pd.DataFrame(rows).set_index("run")
 
 
-def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.DataFrame:
-    """mAP against the whole gallery vs against the query's own look-alike family only (SynthReID)."""
-    rows = [{"run": r, "mAP (%)": report.arm_cell(records, r),
-             "mAP within the family (%)": report.arm_cell(records, r, "family.mAP"),
-             "rank-1 within the family (%)": report.arm_cell(records, r, "family.rank1")} for r in runs]
-    return pd.DataFrame(rows).set_index("run")
-
-
 def seed_spread(records: Mapping[str, RunRecord], metric: str = "mAP", run: str = "ide_bn"
                 ) -> dict[str, float]:
     """``run``'s ``metric`` (percent) over its training seeds (default IDE+BN):
     :func:`reidlib.recipes.report.seed_spread`."""
-    names = [name for name, rec in records.items() if any(rec is r for r in report.arm_records(records, run))]
-    return report.seed_spread(records, names, metric)
+    return report.arm_spread(records, run, metric)
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str],
                    title: str = "Training loss per epoch") -> Figure:
-    """Loss per epoch (and the periodic mAP where recorded) of ``runs``, from their histories."""
-    import matplotlib.pyplot as plt
-
-    use_book_style()
-    has_map = any(_history_column(records.get(r), "mAP") for r in runs)
-    fig, axes = plt.subplots(1, 2 if has_map else 1, figsize=(10 if has_map else 5.5, 3.6), squeeze=False)
-    for i, run in enumerate(runs):
-        color = OKABE_ITO[i % len(OKABE_ITO)]
-        losses = _history_column(records.get(run), "loss")
-        if losses:
-            axes[0, 0].plot(range(1, len(losses) + 1), losses, marker="o", ms=3, color=color, label=run)
-        maps = _history_column(records.get(run), "mAP")
-        if has_map and maps:
-            epochs = [e for e, v in maps]
-            axes[0, 1].plot(epochs, [100 * v for e, v in maps], marker="o", ms=3, color=color, label=run)
-    axes[0, 0].set(xlabel="epoch", ylabel="training loss (L_id + alpha L_oap)", title=title)
-    axes[0, 0].legend(fontsize=8)
-    if has_map:
-        axes[0, 1].set(xlabel="epoch", ylabel="mAP (%)", title="Test mAP during training")
-    fig.tight_layout()
-    return fig
-
-
-def _history_column(rec: RunRecord | None, key: str) -> list[Any]:
-    if rec is None or not rec.history:
-        return []
-    if key == "loss":
-        return [e.get("loss") for e in rec.history if e.get("loss") is not None]
-    return [(e.get("epoch", i + 1), e[key]) for i, e in enumerate(rec.history) if e.get(key) is not None]
+    """Loss per epoch (and the periodic mAP where recorded) of ``runs``
+    (:func:`reidlib.figures.runs.training_curves`)."""
+    return training_curves(records, runs, "training loss (L_id + alpha L_oap)", title)
 
 
 def plot_sweep(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, title: str,
                paper_x: str | None = None) -> Figure:
-    """mAP and rank-1 against ``x``, the paper's curve (Market-1501) and ours (SynthReID) in two panels.
-
-    ``ours`` is a :func:`sweep_points` table (one row per run and seed: ``x``, ``mAP``, ``rank1`` in
-    percent): each seed is a point, the line joins the seed means. ``paper`` has ``paper_x``, ``mAP`` and
-    ``rank1``. Absolute levels differ by dataset, so the panels have their own y-axes and each curve is
-    read for its shape.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    use_book_style()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    panels = ((axes[0], paper, paper_x or x, f"paper ({ABLATION_DATASET})"),
-              (axes[1], ours, x, "ours (SynthReID)"))
-    for ax, table, col, label in panels:
-        for metric, name, color in (("mAP", "mAP", OKABE_ITO[0]), ("rank1", "rank-1", OKABE_ITO[1])):
-            means = table.groupby(col)[metric].mean()
-            ax.plot(means.index, means.values, marker="o", color=color, label=name)
-            if "seed" in table and table.groupby(col)[metric].count().max() > 1:
-                ax.scatter(table[col], table[metric], s=14, color=color, alpha=0.45, edgecolor="none",
-                           label=f"{name}, each seed")
-        ax.set(xlabel=xlabel, ylabel="%", title=f"{title}, {label}")
-        if (table[col] % 1 == 0).all():  # a count (branches): no 1.5-branch ticks
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    """A sweep, the paper's curve (:data:`ABLATION_DATASET`) beside ours
+    (:func:`reidlib.figures.runs.sweep_figure`)."""
+    return sweep_figure(ours, paper, x, xlabel, title, f"paper ({ABLATION_DATASET})", paper_x)
 
 
 # ------------------------------------------------------------------------------------ parameters

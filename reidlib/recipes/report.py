@@ -13,7 +13,7 @@ import math
 import os
 import re
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -21,9 +21,9 @@ from reidlib.results import noise
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
-__all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_stats", "chapter_records",
-           "claims_summary", "claims_table", "initialisation", "metric", "paper_value", "percent",
-           "seed_spread", "verdict_text"]
+__all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "chapter_records",
+           "claims_summary", "claims_table", "family_table", "initialisation", "metric", "paper_value",
+           "percent", "seed_spread", "sweep_points", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -109,6 +109,32 @@ def arm_cell(records: Mapping[str, RunRecord], run: str, name: str = "mAP", fact
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (1 seed)"
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} ({len(values)})"
+
+
+def arm_spread(records: Mapping[str, RunRecord], run: str, metric_name: str = "mAP") -> dict[str, float]:
+    """:func:`seed_spread` of the arm ``run`` (the run and its seed replicas): how far one setting's
+    seeds land apart."""
+    names = [name for name, rec in records.items() if any(rec is r for r in arm_records(records, run))]
+    return seed_spread(records, names, metric_name)
+
+
+def sweep_points(records: Mapping[str, RunRecord], runs: Mapping[float, str], x: str) -> pd.DataFrame:
+    """Long table of a sweep: for each ``x -> run`` and each seed of the run's arm, its mAP and rank-1
+    (percent)."""
+    rows = []
+    for value, run in runs.items():
+        for rec in arm_records(records, run):
+            rows.append({x: value, "run": run, "seed": rec.seed, "mAP": percent(rec, "mAP"),
+                         "rank1": percent(rec, "rank1")})
+    return pd.DataFrame(rows, columns=[x, "run", "seed", "mAP", "rank1"])
+
+
+def family_table(records: Mapping[str, RunRecord], runs: Sequence[str]) -> pd.DataFrame:
+    """mAP against the whole gallery vs against the query's own look-alike family only (SynthReID)."""
+    rows = [{"run": r, "mAP (%)": arm_cell(records, r),
+             "mAP within the family (%)": arm_cell(records, r, "family.mAP"),
+             "rank-1 within the family (%)": arm_cell(records, r, "family.rank1")} for r in runs]
+    return pd.DataFrame(rows).set_index("run")
 
 
 def initialisation(pretrained: bool, base_width: int) -> str:

@@ -9,7 +9,8 @@
 
 Comparison kinds (``kind``, default ``pair``):
 
-- ``pair``: run ``better`` beats run ``worse`` on ``metric`` by more than ``min_margin``.
+- ``pair``: run ``better`` beats run ``worse`` on ``metric`` by more than ``min_margin`` (a negative
+  ``min_margin`` states non-inferiority: ``better`` is at most ``-min_margin`` below ``worse``).
 - ``best_of``: run ``best`` beats every run in ``others`` by more than ``min_margin``.
 
 ``higher_is_better`` (default true) flips the direction for losses and errors. Margins are in the
@@ -119,8 +120,8 @@ def _parse_claim(chapter: str, entry: Any, where: str) -> Claim:
         margin = float(comp.get("min_margin", 0.0))
     except (TypeError, ValueError):
         raise ValueError(f"{where}: min_margin {comp.get('min_margin')!r} is not a number") from None
-    if not math.isfinite(margin) or margin < 0:
-        raise ValueError(f"{where}: min_margin must be a finite number >= 0, got {margin}")
+    if not math.isfinite(margin) or margin <= -1:  # negative: a non-inferiority claim ("close to")
+        raise ValueError(f"{where}: min_margin must be a finite number above -1, got {margin}")
     higher = comp.get("higher_is_better", True)
     if not isinstance(higher, bool):
         raise ValueError(f"{where}: higher_is_better must be true or false, got {higher!r}")

@@ -86,7 +86,10 @@ def interval_verdict(diff: PairedDifference | None, margin: float = 0.0, min_see
     """The verdict of a claim "better beats worse by more than ``margin``" from its paired difference.
 
     ``None`` (an arm never ran) is *not yet run*; fewer than ``min_seeds`` paired seeds is *inconclusive*;
-    otherwise *reproduced* when ``low > margin``, *contradicted* when ``high < 0``, else *inconclusive*.
+    otherwise *reproduced* when ``low > margin``, *contradicted* when ``high < min(0, margin)``, else
+    *inconclusive*. A negative ``margin`` states a non-inferiority claim ("better is at most ``-margin``
+    below worse", e.g. "scores close to the baseline"): it is contradicted only when the whole interval
+    lies below ``margin``.
     """
     if min_seeds < 2:
         raise ValueError(f"min_seeds must be >= 2 (an interval needs two seeds), got {min_seeds}")
@@ -96,6 +99,6 @@ def interval_verdict(diff: PairedDifference | None, margin: float = 0.0, min_see
         return INCONCLUSIVE
     if diff.low > margin:
         return REPRODUCED
-    if diff.high < 0:
+    if diff.high < min(0.0, margin):
         return CONTRADICTED
     return INCONCLUSIVE

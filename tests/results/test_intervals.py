@@ -42,6 +42,18 @@ def test_the_four_verdicts():
     assert interval_verdict(two_seeds) == INCONCLUSIVE  # a huge gap on two seeds decides nothing
 
 
+def test_a_negative_margin_is_a_non_inferiority_claim():
+    # "better is at most 3 points below worse": 2 points below, tightly, is reproduced; 5 points below,
+    # tightly, is contradicted; an interval across -0.03 decides nothing
+    close = paired_difference({0: 0.48, 1: 0.481, 2: 0.479}, {0: 0.50, 1: 0.50, 2: 0.50})
+    far = paired_difference({0: 0.45, 1: 0.451, 2: 0.449}, {0: 0.50, 1: 0.50, 2: 0.50})
+    across = paired_difference({0: 0.46, 1: 0.49, 2: 0.47}, {0: 0.50, 1: 0.50, 2: 0.50})
+    assert interval_verdict(close, margin=-0.03) == REPRODUCED
+    assert interval_verdict(close) == CONTRADICTED  # as a superiority claim it fails
+    assert interval_verdict(far, margin=-0.03) == CONTRADICTED
+    assert interval_verdict(across, margin=-0.03) == INCONCLUSIVE
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="confidence"):
         paired_difference({0: 1.0}, {0: 1.0}, confidence=1.5)
