@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,26 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from reidlib.atomic import atomic_write
+
 CHECKPOINT_VERSION = 1
 LATEST = "latest.pt"
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``state`` to ``path`` atomically (parent folders are created). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``state`` to ``path`` atomically (:func:`reidlib.atomic.atomic_write`; parent folders are
+    created). Returns the path."""
+    return atomic_write(path, lambda fh: torch.save(dict(state), fh))
 
 
 class CheckpointError(ValueError):

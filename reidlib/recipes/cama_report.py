@@ -58,15 +58,7 @@ def paper_metric(metric: str, setting: str, dataset: str = ABLATION_DATASET) -> 
 
 def table4(records: Mapping[str, RunRecord], dataset: str = ABLATION_DATASET) -> pd.DataFrame:
     """Table 4: IDE+BN / MltB+L_id / MltB+L_id+L_oap, the paper's ``dataset`` beside ours (percent)."""
-    rows = []
-    for setting, run in TABLE4_RUNS.items():
-        row: dict[str, Any] = {"setting": setting, "our run": run}
-        for m in RANKS:
-            row[f"paper {m}"] = paper_metric(m, setting, dataset)
-        for m in RANKS:
-            row[f"ours {m}"] = report.arm_cell(records, run, m)
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("setting").round(1)
+    return report.paper_beside_ours(CHAPTER, records, TABLE4_RUNS, RANKS, dataset).round(1)
 
 
 def paper_vs_ours(records: Mapping[str, RunRecord], dataset: str, run: str = "cama_n3",

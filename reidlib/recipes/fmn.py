@@ -363,8 +363,13 @@ def cue_energy(model: nn.Module, cfg: FmnConfig, data: ChapterData, device: str 
     items = [data.synth.render(r.path) for r in records]
     scores = explanation_scores(model, items, "cam", classes=[r.pid for r in records], progress=False)
     out: dict[str, Any] = {"cue_area": float(scores["area_cues"].mean())}
+    cue_types = [c.removeprefix("energy_cue_") for c in scores.columns if c.startswith("energy_cue_")]
+    out["cue_type_area"] = {c: float(scores[f"area_cue_{c}"].mean()) for c in cue_types
+                            if scores[f"area_cue_{c}"].notna().any()}
     for name, rows in scores.groupby("map"):
         out[f"cam_energy.{name}"] = float(rows["energy_cues"].mean())
+        energies = {c: float(rows[f"energy_cue_{c}"].mean()) for c in out["cue_type_area"]}
+        out[f"cue_type_energy.{name}"] = {c: e for c, e in energies.items() if np.isfinite(e)}
     if isinstance(model, FMN) and model.mixing is not None:
         tf = build_test_transform(cfg.height, cfg.width)
         images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
@@ -413,7 +418,8 @@ def _cues(scores: dict[str, Any], branch: str) -> dict[str, float]:
     """The ``cues`` metrics of one branch from :func:`cue_energy`'s scores (empty for real data)."""
     if not scores:
         return {}
-    out = {"cam_energy": scores[f"cam_energy.{branch}"], "cue_area": scores["cue_area"]}
+    out = {"cam_energy": scores[f"cam_energy.{branch}"], "cue_area": scores["cue_area"],
+           "cue_type_energy": scores[f"cue_type_energy.{branch}"], "cue_type_area": scores["cue_type_area"]}
     if "mask_energy" in scores:
         out["mask_energy"] = scores["mask_energy"]
     return out

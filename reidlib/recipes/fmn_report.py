@@ -60,13 +60,7 @@ def paper_metric(metric: str, setting: str, dataset: str = ABLATION_DATASET) -> 
 
 def table1(records: Mapping[str, RunRecord], dataset: str = ABLATION_DATASET) -> pd.DataFrame:
     """Table 1: GRN vs LAN vs FMN, the paper's ``dataset`` beside ours (percent)."""
-    rows = []
-    for setting, run in TABLE1_RUNS.items():
-        row: dict[str, Any] = {"setting": setting, "our run": run}
-        row |= {f"paper {m}": paper_metric(m, setting, dataset) for m in RANKS}
-        row |= {f"ours {m}": report.arm_cell(records, run, m) for m in RANKS}
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("setting").round(2)
+    return report.paper_beside_ours(CHAPTER, records, TABLE1_RUNS, RANKS, dataset).round(2)
 
 
 def rerank_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
@@ -149,10 +143,12 @@ def alpha_points(records: Mapping[str, RunRecord], run: str = "fmn") -> pd.DataF
     ``rank1`` (percent)."""
     rows = []
     for rec in report.arm_records(records, run):
+        sweep = rec.metrics.get("alpha", {})  # keyed "0", "0.25" ...: not reachable by a dotted metric name
         for a in ALPHA_SWEEP:
+            point = sweep.get(f"{a:g}", {})
             rows.append({"alpha": a, "run": rec.run, "seed": rec.seed,
-                         "mAP": report.percent(rec, f"alpha.{a:g}.mAP"),
-                         "rank1": report.percent(rec, f"alpha.{a:g}.rank1")})
+                         "mAP": 100 * point.get("mAP", math.nan),
+                         "rank1": 100 * point.get("rank1", math.nan)})
     return pd.DataFrame(rows, columns=["alpha", "run", "seed", "mAP", "rank1"])
 
 
@@ -191,6 +187,19 @@ def explanation_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
          "energy on cues (%)": report.arm_cell(records, "grn", "cues.cue_area")},
     ]
     return pd.DataFrame(rows).set_index("map")
+
+
+def cue_type_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """Share of CAM energy per cue type (shoes, bag, logo ...; percent, seed mean ± sd): the GRN's, the
+    LAN's, and the cue type's share of the image (a uniform map's), over the training images that have
+    that cue."""
+    grn = report.arm_records(records, "grn")
+    types = sorted(grn[0].metrics.get("cues", {}).get("cue_type_area", {})) if grn else []
+    rows = [{"cue": c,
+             "GRN's CAM (%)": report.arm_cell(records, "grn", f"cues.cue_type_energy.{c}"),
+             "LAN's CAM (%)": report.arm_cell(records, "fmn_lan", f"cues.cue_type_energy.{c}"),
+             "area (%)": report.arm_cell(records, "grn", f"cues.cue_type_area.{c}")} for c in types]
+    return pd.DataFrame(rows, columns=["cue", "GRN's CAM (%)", "LAN's CAM (%)", "area (%)"]).set_index("cue")
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str], title: str) -> Figure:

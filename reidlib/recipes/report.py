@@ -22,8 +22,8 @@ from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
 __all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "chapter_records",
-           "claims_summary", "claims_table", "family_table", "initialisation", "metric", "paper_value",
-           "percent", "seed_spread", "sweep_points", "verdict_text"]
+           "claims_summary", "claims_table", "family_table", "initialisation", "metric", "paper_beside_ours",
+           "paper_value", "percent", "seed_spread", "sweep_points", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -116,6 +116,19 @@ def arm_spread(records: Mapping[str, RunRecord], run: str, metric_name: str = "m
     seeds land apart."""
     names = [name for name, rec in records.items() if any(rec is r for r in arm_records(records, run))]
     return seed_spread(records, names, metric_name)
+
+
+def paper_beside_ours(chapter: str, records: Mapping[str, RunRecord], settings: Mapping[str, str],
+                      metrics: Sequence[str], dataset: str, index: str = "setting") -> pd.DataFrame:
+    """A paper table beside ours: one row per ``setting -> our run``, the paper's ``metrics`` on ``dataset``
+    (percent, as printed; NaN where it has none), then our arm cells (seed mean ± sd, seeds)."""
+    rows = []
+    for setting, run in settings.items():
+        row: dict[str, object] = {index: setting, "our run": run}
+        row |= {f"paper {m}": paper_value(chapter, setting, dataset, m) for m in metrics}
+        row |= {f"ours {m}": arm_cell(records, run, m) for m in metrics}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(index)
 
 
 def sweep_points(records: Mapping[str, RunRecord], runs: Mapping[float, str], x: str) -> pd.DataFrame:

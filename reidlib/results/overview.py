@@ -32,7 +32,8 @@ PAPER_SUMMARY_COLUMNS = ("chapter", "dataset", "numbers", "settings", "metrics",
 #: :mod:`reidlib.recipes.pretrain`): what the chapters start from at ``smoke`` and ``cpu``, not a chapter.
 PRETRAIN_CHAPTER = "pretrain"
 #: The baseline run of each chapter (its seed replicas are ``<run>_seed<k>``), in the book's order.
-BASELINE_RUNS: dict[str, str] = {"protocol": "baseline", "cama": "ide_bn", "reid_done_right": "rdr"}
+BASELINE_RUNS: dict[str, str] = {"protocol": "baseline", "cama": "ide_bn", "reid_done_right": "rdr",
+                                 "fmn": "grn"}
 #: Columns of :func:`pretrain_table`.
 PRETRAIN_COLUMNS = ("trunk", "key", "images", "identities", "epochs", "final train accuracy (%)",
                     "wall time (min)")

@@ -106,7 +106,9 @@ def test_report_tables_read_the_results(smoke):
     assert list(t5["our mask"]) == ["16x8", "16x8", "8x4", "4x2"]  # 64x32 smoke input
     assert t5.loc["Res2", "ours mAP"].endswith("(1 seed)")
     points = fmn_report.alpha_points(records)
-    assert len(points) == 3 * len(fmn.ALPHA_SWEEP)
+    assert len(points) == 3 * len(fmn.ALPHA_SWEEP) and points["mAP"].notna().all()
+    half = points[points["alpha"] == 0.5].set_index("seed")["mAP"]
+    assert half[0] == pytest.approx(100 * records["fmn"].metrics["mAP"])  # alpha = 0.5 is the model's own
     rr = fmn_report.rerank_table(records)
     assert rr.loc["FMN+re-rank", "paper mAP, Market-1501"] == 80.62
     assert "(3)" in fmn_report.explanation_table(records).loc["LAN's CAM", "energy on cues (%)"]
