@@ -65,20 +65,8 @@ def paper_vs_ours(records: Mapping[str, RunRecord], dataset: str, run: str = "ca
                   setting: str = "CAMA (N=3)") -> pd.DataFrame:
     """Tables 1-3: the paper's rows for ``dataset`` (sorted by mAP) with our ``run`` appended as the last
     row, its dataset named in the row label."""
-    table = load_paper_numbers(CHAPTER)
-    table = table[(table["dataset"] == dataset) & table["source"].str.startswith("Table ")
-                  & ~table["source"].isin(["Table 4", "Table 5"])]
-    wide = table.pivot_table(index="setting", columns="metric", values="value", aggfunc="first")
-    wide = wide.reindex(columns=[m for m in ("mAP", "rank1") if m in wide.columns]).sort_values("mAP")
-    wide.index = [f"{s} (paper)" for s in wide.index]
-    rec = records.get(run)
-    wide = wide.round(1).astype(object)
-    if rec is not None:
-        label = f"{setting}, ours on {rec.dataset} (seed mean ± sd)"
-        ours = pd.DataFrame({m: [report.arm_cell(records, run, m)] for m in wide.columns}, index=[label])
-        wide = pd.concat([wide, ours])
-    wide.index.name = dataset
-    return wide
+    return report.paper_table_with_ours(CHAPTER, records, dataset, ("Table 1", "Table 2", "Table 3"),
+                                        {setting: run})
 
 
 def k_sweep(records: Mapping[str, RunRecord]) -> pd.DataFrame:

@@ -81,6 +81,14 @@ def rerank_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("setting").round(2)
 
 
+def paper_vs_ours(records: Mapping[str, RunRecord], dataset: str) -> pd.DataFrame:
+    """Tables 2-4: the paper's comparison with the state of the art on ``dataset`` (its FMN+re-rank row
+    included), with our FMN and FMN + re-ranking appended."""
+    source = {"Market-1501": "Table 2", "DukeMTMC-reID": "Table 3"}.get(dataset, "Table 4")
+    return report.paper_table_with_ours(CHAPTER, records, dataset, (source,),
+                                        {"FMN": "fmn", "FMN+re-rank": "fmn_krr"})
+
+
 def table5(records: Mapping[str, RunRecord], base: FmnConfig) -> pd.DataFrame:
     """Table 5: the masked layer, the paper's mask size (224x224 input) and ours, mAP / rank-1."""
     rows = []

@@ -23,7 +23,7 @@ from reidlib.results.store import RunRecord, list_runs, load_run
 
 __all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "chapter_records",
            "claims_summary", "claims_table", "family_table", "initialisation", "metric", "paper_beside_ours",
-           "paper_value", "percent", "seed_spread", "sweep_points", "verdict_text"]
+           "paper_table_with_ours", "paper_value", "percent", "seed_spread", "sweep_points", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -129,6 +129,29 @@ def paper_beside_ours(chapter: str, records: Mapping[str, RunRecord], settings: 
         row |= {f"ours {m}": arm_cell(records, run, m) for m in metrics}
         rows.append(row)
     return pd.DataFrame(rows).set_index(index)
+
+
+def paper_table_with_ours(chapter: str, records: Mapping[str, RunRecord], dataset: str,
+                          sources: Sequence[str], ours: Mapping[str, str],
+                          metrics: Sequence[str] = ("mAP", "rank1")) -> pd.DataFrame:
+    """A comparison table of the paper (e.g. with the state of the art) as printed: the rows of
+    ``sources`` on ``dataset``, sorted by the first metric and labelled ``(paper)``, then one row per
+    ``label -> run`` of ``ours`` (arm cells: seed mean ± sd, seeds), labelled with our dataset."""
+    table = load_paper_numbers(chapter)
+    table = table[(table["dataset"] == dataset) & table["source"].isin(list(sources))]
+    wide = table.pivot_table(index="setting", columns="metric", values="value", aggfunc="first")
+    wide = wide.reindex(columns=list(metrics)).sort_values(metrics[0])
+    wide.index = [f"{s} (paper)" for s in wide.index]
+    wide = wide.round(1).astype(object)
+    for label, run in ours.items():
+        rec = records.get(run)
+        if rec is None:
+            continue
+        row = pd.DataFrame({m: [arm_cell(records, run, m)] for m in metrics},
+                           index=[f"{label}, ours on {rec.dataset} (seed mean ± sd)"])
+        wide = pd.concat([wide, row])
+    wide.index.name = dataset
+    return wide
 
 
 def sweep_points(records: Mapping[str, RunRecord], runs: Mapping[float, str], x: str) -> pd.DataFrame:

@@ -109,6 +109,10 @@ def test_report_tables_read_the_results(smoke):
     assert len(points) == 3 * len(fmn.ALPHA_SWEEP) and points["mAP"].notna().all()
     half = points[points["alpha"] == 0.5].set_index("seed")["mAP"]
     assert half[0] == pytest.approx(100 * records["fmn"].metrics["mAP"])  # alpha = 0.5 is the model's own
+    sota = fmn_report.paper_vs_ours(records, "DukeMTMC-reID")
+    assert "DPFL (ICCV'17) (paper)" in sota.index and sota.loc["DPFL (ICCV'17) (paper)", "mAP"] == 60.6
+    assert sota.index[-1].startswith("FMN+re-rank, ours on synthreid_tiny")
+    assert sota["mAP"].iloc[-1].endswith("(3)")
     rr = fmn_report.rerank_table(records)
     assert rr.loc["FMN+re-rank", "paper mAP, Market-1501"] == 80.62
     assert "(3)" in fmn_report.explanation_table(records).loc["LAN's CAM", "energy on cues (%)"]
