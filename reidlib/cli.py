@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reidlib.recipes.pretrain import PretrainConfig
@@ -257,36 +257,6 @@ def _scale_trunk(scale: str, depth: int | None = None, width: int | None = None)
                                  base.base_width if width is None else width)
 
 
-def chapter_trunks(scale: str) -> list[PretrainConfig]:
-    """The trunks the chapters use at ``scale``, without duplicates: ``CHAPTER_TRUNKS`` of
-    :mod:`reidlib.recipes.pretrain` when it defines one, else the scale's default trunk
-    (``SCALE_CONFIGS[scale]``).
-
-    ``CHAPTER_TRUNKS`` may be a sequence, or a mapping from scale to a sequence, of
-    :class:`~reidlib.recipes.pretrain.PretrainConfig` (one of another scale is left out) or
-    ``(depth, base_width)`` pairs (taken at ``scale``).
-
-    Raises:
-        ValueError: a scale without pre-training (``full``).
-    """
-    from reidlib.recipes import pretrain
-
-    default = _scale_trunk(scale)
-    listed: Any = getattr(pretrain, "CHAPTER_TRUNKS", None)
-    if isinstance(listed, Mapping):
-        listed = listed.get(scale, ())
-    configs: list[PretrainConfig] = []
-    for item in listed or ():
-        if isinstance(item, pretrain.PretrainConfig):
-            if item.scale == scale:
-                configs.append(item)
-        else:
-            depth, width = item
-            configs.append(_scale_trunk(scale, int(depth), int(width)))
-    unique = {cfg.key: cfg for cfg in configs}
-    return list(unique.values()) or [default]
-
-
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     import os
 
@@ -298,7 +268,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if args.scale is not None and scale != args.scale:
         print(f"scale {scale}: ${SCALE_ENV}={os.environ[SCALE_ENV]} overrides --scale {args.scale}")
     if args.depth is None and args.width is None:
-        configs = chapter_trunks(scale)
+        configs = pretrain.chapter_trunks(scale)
     else:
         configs = [_scale_trunk(scale, args.depth, args.width)]
     device = str(resolve_device(args.device))

@@ -132,28 +132,6 @@ def test_pretrain_follows_the_forced_scale(pretrain_env, monkeypatch, capsys):
     assert "REIDLIB_SCALE=smoke overrides --scale cpu" in out and "resnet10w8 (smoke" in out
 
 
-def test_chapter_trunks(monkeypatch):
-    from reidlib.cli import chapter_trunks
-    from reidlib.recipes import pretrain
-
-    monkeypatch.delattr(pretrain, "CHAPTER_TRUNKS", raising=False)
-    assert chapter_trunks("cpu") == [pretrain.SCALE_CONFIGS["cpu"]]
-    assert chapter_trunks("smoke") == [pretrain.SCALE_CONFIGS["smoke"]]
-    with pytest.raises(ValueError, match="'full'"):
-        chapter_trunks("full")
-    # (depth, width) pairs are taken at the scale asked for; duplicates are built once
-    monkeypatch.setattr(pretrain, "CHAPTER_TRUNKS", ((10, 8), (18, 8), (10, 8)), raising=False)
-    assert [c.name for c in chapter_trunks("smoke")] == ["resnet10w8", "resnet18w8"]
-    assert {c.scale for c in chapter_trunks("cpu")} == {"cpu"}
-    # configs of another scale are left out; a mapping is read per scale
-    monkeypatch.setattr(pretrain, "CHAPTER_TRUNKS", (pretrain.SCALE_CONFIGS["cpu"],
-                                                     pretrain.trunk_config("smoke", 34, 4)))
-    assert [c.name for c in chapter_trunks("smoke")] == ["resnet34w4"]
-    monkeypatch.setattr(pretrain, "CHAPTER_TRUNKS", {"cpu": ((10, 16),)})
-    assert [c.name for c in chapter_trunks("cpu")] == ["resnet10w16"]
-    assert chapter_trunks("smoke") == [pretrain.SCALE_CONFIGS["smoke"]]
-
-
 # ------------------------------------------------------------------------------------ bad inputs
 # Each case runs the command as a user would and checks three things: the exit status, one line on
 # stderr that names the culprit (no traceback), and that no file outside the command's own outputs changed.

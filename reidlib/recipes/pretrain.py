@@ -141,16 +141,30 @@ SCALE_CONFIGS: dict[str, PretrainConfig] = {
 CHAPTER_TRUNKS: dict[str, tuple[tuple[int, int], ...]] = {"smoke": ((18, 8), (10, 8)), "cpu": ((18, 16),)}
 
 
+def chapter_trunks(scale: str) -> list[PretrainConfig]:
+    """The pre-trainings of :data:`CHAPTER_TRUNKS` at ``scale``.
+
+    Raises:
+        ValueError: a scale without pre-training (``full`` starts from ImageNet).
+    """
+    _check_scale(scale)
+    return [trunk_config(scale, depth, width) for depth, width in CHAPTER_TRUNKS[scale]]
+
+
 def trunk_config(scale: str, depth: int, base_width: int) -> PretrainConfig:
     """The pre-training of ``scale`` for a ResNet of ``depth`` and ``base_width``.
 
     Raises:
         ValueError: a scale without pre-training (``full`` starts from ImageNet).
     """
+    _check_scale(scale)
+    return dataclasses.replace(SCALE_CONFIGS[scale], depth=depth, base_width=base_width)
+
+
+def _check_scale(scale: str) -> None:
     if scale not in SCALE_CONFIGS:
         raise ValueError(f"no SynthReID pre-training at scale {scale!r} (scales with one: "
                          f"{sorted(SCALE_CONFIGS)}; {FULL_WIDTH}-wide ResNets load ImageNet weights)")
-    return dataclasses.replace(SCALE_CONFIGS[scale], depth=depth, base_width=base_width)
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:

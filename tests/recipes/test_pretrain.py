@@ -71,6 +71,8 @@ def test_names_keys_and_scales():
     assert pretrain.trunk_config("cpu", 34, 8).name == "resnet34w8"
     with pytest.raises(ValueError, match="'full'"):
         pretrain.trunk_config("full", 18, 16)
+    with pytest.raises(ValueError, match="'full'"):
+        pretrain.chapter_trunks("full")
     with pytest.raises(ValueError, match="ImageNet"):
         pretrain.PretrainConfig(base_width=64)
 
@@ -79,7 +81,7 @@ def test_names_keys_and_scales():
 def test_chapter_trunks_are_the_trunks_the_chapters_load(scale):
     # what `python -m reidlib pretrain` and `make book` build first: every (depth, width) a chapter run of
     # that scale starts from, and nothing else
-    from reidlib.recipes import cama
+    from reidlib.recipes import cama, fmn
     from reidlib.recipes import reid_done_right as rdr
 
     loaded = set()
@@ -91,7 +93,14 @@ def test_chapter_trunks_are_the_trunks_the_chapters_load(scale):
         cfg = rdr.run_config(name, rdr.SCALE_CONFIGS[scale])
         if rdr.uses_trunk(cfg):
             loaded.add((cfg.depth, cfg.base_width))
+    for name in fmn.RUNS:
+        cfg = fmn.run_config(name, fmn.SCALE_CONFIGS[scale])
+        if cfg.pretrained and cfg.base_width != 64:
+            loaded.add((cfg.depth, cfg.base_width))
     assert sorted(pretrain.CHAPTER_TRUNKS[scale]) == sorted(loaded)
+    trunks = pretrain.chapter_trunks(scale)
+    assert [(c.depth, c.base_width) for c in trunks] == list(pretrain.CHAPTER_TRUNKS[scale])
+    assert {c.scale for c in trunks} == {scale}
     assert len(set(pretrain.CHAPTER_TRUNKS[scale])) == len(pretrain.CHAPTER_TRUNKS[scale])
 
 
