@@ -22,6 +22,23 @@ Example::
     synth = SynthReID("small", seed=0, height=128, width=64)
     print(synth.splits.summary())
     sample = synth.render(synth.splits.query[0].path)   # image, parts, cues, pid, camid, view
+
+Two rendering domains (seed 003's cross-domain Table 8, Duke -> Market and back). ``domain="a"``, the
+default, is the original world, pixel for pixel. ``domain="b"`` is another one with a new population:
+eight cameras of a winter campus (other scenes and backgrounds, flat overcast light, cool colour casts,
+muted colours, haze, softer lenses, a 2x low-resolution fourth camera instead of a 3x sixth one; see
+:data:`~reidlib.data.synthetic_scene.CAMERA_STYLES`), people dressed in dark winter garments
+(:data:`~reidlib.data.synthetic_attributes.GARMENT_PALETTES`), and identities, layout and per-image draws
+from generators keyed by the domain, so no identity of ``"a"`` reappears in ``"b"``. Split sizes, look-alike
+families and cue masks are those of the preset, so the same code trains and evaluates on either::
+
+    source = SynthReID("small", seed=0)                 # domain "a"
+    target = SynthReID("small", seed=0, domain="b")     # 8 cameras, same split sizes
+    config = domain_config(PRESETS["small"], "b")       # the same as a config (e.g. for a recipe)
+
+``domain_config`` applies the domain's camera count (:data:`DOMAIN_DEFAULTS`);
+``dataclasses.replace(PRESETS["small"], domain="b")`` keeps the preset's six cameras and otherwise renders
+domain "b" just the same. Domain "b" splits are named ``synthreid-<preset>-b``.
 """
 
 from __future__ import annotations
@@ -65,8 +82,19 @@ from reidlib.data.synthetic_render import (
 )
 from reidlib.data.synthetic_scene import make_camera_profiles
 
-__all__ = ["CUE_NAMES", "PART_NAMES", "PRESETS", "VIEWS", "SynthReID", "SynthReIDConfig", "SynthSample",
-           "load_synthreid"]
+__all__ = ["CUE_NAMES", "DOMAINS", "DOMAIN_DEFAULTS", "PART_NAMES", "PRESETS", "VIEWS", "SynthReID",
+           "SynthReIDConfig", "SynthSample", "domain_config", "load_synthreid"]
+
+#: The rendering domains: ``"a"`` the original world, ``"b"`` a second one (see the module docstring).
+DOMAINS: tuple[str, ...] = ("a", "b")
+#: Config fields that :func:`domain_config` sets with the domain: domain "b" has eight cameras (like
+#: DukeMTMC-reID against Market-1501's six) and a milder low-resolution camera elsewhere in the network.
+DOMAIN_DEFAULTS: dict[str, dict[str, object]] = {
+    "a": {"num_cameras": 6, "low_res_camera": 5, "low_res_factor": 3.0},
+    "b": {"num_cameras": 8, "low_res_camera": 3, "low_res_factor": 2.0},
+}
+# Extra entropy words of every generator of a domain; "a" has none, so its draws are the original ones.
+_DOMAIN_KEYS: dict[str, tuple[int, ...]] = {"a": (), "b": (0xD0B,)}
 
 MARKET_SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
@@ -92,6 +120,8 @@ class SynthReIDConfig:
         cut_prob: chance that a crop cuts off the head or the feet.
         clutter: background clutter scale (0: plain wall and floor).
         track_view_prob: chance that an image shows the view of its tracklet (identity x camera).
+        domain: rendering domain, one of :data:`DOMAINS` (``"a"``: the original world; ``"b"``: other
+            cameras, backgrounds, garment palette and identities, see the module docstring).
     """
 
     name: str = "custom"
@@ -112,6 +142,7 @@ class SynthReIDConfig:
     cut_prob: float = 0.1
     clutter: float = 1.0
     track_view_prob: float = 0.75
+    domain: str = "a"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field that cannot work."""
@@ -140,6 +171,7 @@ class SynthReIDConfig:
         need(0.0 <= self.cut_prob <= 1.0, "cut_prob", "in [0, 1]")
         need(self.clutter >= 0.0, "clutter", ">= 0")
         need(0.0 <= self.track_view_prob <= 1.0, "track_view_prob", "in [0, 1]")
+        need(self.domain in DOMAINS, "domain", f"one of {DOMAINS}")
 
 
 #: Named sizes. ``market`` copies Market-1501's counts (751/12,936 train; 750 test ids, 3,368 query,
@@ -154,6 +186,22 @@ PRESETS: dict[str, SynthReIDConfig] = {
                               num_query=3_368, num_gallery_test=13_115, num_distractors=2_798,
                               num_junk=3_819),
 }
+
+
+def domain_config(preset: str | SynthReIDConfig, domain: str) -> SynthReIDConfig:
+    """``preset`` (a name of :data:`PRESETS` or a config) moved to rendering domain ``domain``.
+
+    Sets ``domain`` and the fields of :data:`DOMAIN_DEFAULTS` (camera count and low-resolution camera);
+    everything else, split sizes included, stays. A config already in ``domain`` is returned unchanged.
+    """
+    config = _resolve_config(preset, None, None)
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown SynthReID domain {domain!r}; expected one of {DOMAINS}")
+    if config.domain == domain:
+        return config
+    config = replace(config, domain=domain, **DOMAIN_DEFAULTS[domain])
+    config.validate()
+    return config
 
 
 def _resolve_config(preset: str | SynthReIDConfig, height: int | None, width: int | None) -> SynthReIDConfig:
@@ -172,8 +220,8 @@ def _resolve_config(preset: str | SynthReIDConfig, height: int | None, width: in
     return config
 
 
-def _key_seed(seed: int, key: str) -> np.random.SeedSequence:
-    return np.random.SeedSequence([seed, 0x5EED, zlib.crc32(key.encode("utf-8"))])
+def _key_seed(seed: int, key: str, domain: str = "a") -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, 0x5EED, zlib.crc32(key.encode("utf-8")), *_DOMAIN_KEYS[domain]])
 
 
 class SynthReID:
@@ -185,25 +233,31 @@ class SynthReID:
         seed: everything (identities, layout, cameras, pixels) follows from it.
         height, width: render size in pixels (default: the config's, 256x128); giving one keeps 2:1.
         cache: pre-render every image of the splits into memory now (see :meth:`precache`).
+        domain: rendering domain (:data:`DOMAINS`); ``None`` keeps the config's (``"a"`` for the
+            presets). A different one goes through :func:`domain_config` (its camera count).
 
     Attributes:
         config: the resolved :class:`SynthReIDConfig`.
         splits: :class:`ReIDSplits` with in-memory keys; train pids relabelled ``0..C-1`` (label = original
             pid - 1), query/gallery with original pids (test ids, distractors 0). ``splits.extra`` holds
-            ``image_source`` (= :meth:`load_image`), ``train_pid_map``, ``seed`` and ``preset``.
+            ``image_source`` (= :meth:`load_image`), ``train_pid_map``, ``seed``, ``preset`` and
+            ``domain``.
         junk: pid -1 records (only written to disk by :meth:`write_market_format`).
         cameras: the :class:`CameraProfile` of each camera.
     """
 
     def __init__(self, preset: str | SynthReIDConfig = "tiny", seed: int = 0, height: int | None = None,
-                 width: int | None = None, cache: bool = False) -> None:
+                 width: int | None = None, cache: bool = False, domain: str | None = None) -> None:
+        if domain is not None:
+            preset = domain_config(preset, domain)
         self.config = _resolve_config(preset, height, width)
         self.seed = int(seed)
         cfg = self.config
+        self.domain = cfg.domain
         self.height, self.width = cfg.height, cfg.width
         self.cameras: list[CameraProfile] = make_camera_profiles(
             cfg.num_cameras, self.seed, low_res_camera=cfg.low_res_camera, low_res_factor=cfg.low_res_factor,
-            occlusion_prob=cfg.occlusion_prob, clutter=cfg.clutter)
+            occlusion_prob=cfg.occlusion_prob, clutter=cfg.clutter, domain=cfg.domain)
         self._bank = TextureBank(cfg.height, cfg.width, self.seed)
         self._identities = self._make_identities()
         self._specs: dict[str, ImageSpec] = {}
@@ -212,6 +266,10 @@ class SynthReID:
         self._cache_index: dict[str, int] = {}
         if cache:
             self.precache()
+
+    def _seed_sequence(self, *words: int) -> np.random.SeedSequence:
+        """The generator seed of one draw: the dataset seed, the draw's words, then the domain's key."""
+        return np.random.SeedSequence([self.seed, *words, *_DOMAIN_KEYS[self.domain]])
 
     @property
     def textures(self) -> TextureBank:
@@ -223,10 +281,11 @@ class SynthReID:
     def _make_identities(self) -> list[PersonAttributes]:
         """Attributes of pids ``1..num_train_ids`` (train) then the test pids; families never span splits.
 
-        Family sizes are ``family_size`` or one less (when the ids do not divide evenly).
+        Family sizes are ``family_size`` or one less (when the ids do not divide evenly). Each domain has
+        its own generator and garment palette, hence its own population.
         """
         cfg = self.config
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x1D5]))
+        rng = np.random.default_rng(self._seed_sequence(0x1D5))
         identities: list[PersonAttributes] = []
         family = 0
         for n_ids in (cfg.num_train_ids, cfg.num_test_ids):
@@ -234,7 +293,7 @@ class SynthReID:
             n_families = -(-n_ids // cfg.family_size)
             for i in range(n_families):
                 size = n_ids // n_families + (i < n_ids % n_families)
-                identities.extend(sample_family(rng, family, size))
+                identities.extend(sample_family(rng, family, size, cfg.domain))
                 family += 1
         return identities
 
@@ -315,7 +374,7 @@ class SynthReID:
     # ---- layout ----------------------------------------------------------------------------------
     def _make_splits(self) -> tuple[ReIDSplits, list[Record]]:
         cfg = self.config
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x5A1]))
+        rng = np.random.default_rng(self._seed_sequence(0x5A1))
         train_pids = list(self._split_pid_range("train"))
         test_pids = list(self._split_pid_range("test"))
         train = train_layout(train_pids, cfg.num_train_images, cfg.num_cameras, rng)
@@ -333,8 +392,10 @@ class SynthReID:
                 out.append(Record(key, spec.pid - 1 if relabel_train else spec.pid, spec.camid))
             return out
 
+        # another domain is other data: its name keeps their split fingerprints apart
+        suffix = "" if cfg.domain == "a" else f"-{cfg.domain}"
         splits = ReIDSplits(
-            name=f"synthreid-{cfg.name}",
+            name=f"synthreid-{cfg.name}{suffix}",
             train=records("train", train, relabel_train=True),
             query=records("query", query),
             gallery=records("gallery", gallery),
@@ -342,7 +403,7 @@ class SynthReID:
             num_cameras=cfg.num_cameras,
             root="",
             extra={"image_source": self.load_image, "train_pid_map": train_pids, "seed": self.seed,
-                   "preset": cfg.name},
+                   "preset": cfg.name, "domain": cfg.domain},
         )
         return splits, records("junk", junk)
 
@@ -360,7 +421,7 @@ class SynthReID:
 
     # ---- rendering -------------------------------------------------------------------------------
     def _track_view(self, pid: int, camid: int) -> str:
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x71E, pid, camid]))
+        rng = np.random.default_rng(self._seed_sequence(0x71E, pid, camid))
         return VIEWS[int(rng.choice(len(VIEWS), p=self.cameras[camid].view_probs))]
 
     def render(self, path: str, *, view: str | None = None, occlude: bool | None = None) -> SynthSample:
@@ -371,7 +432,7 @@ class SynthReID:
         """
         spec = self.spec(path)
         cfg = self.config
-        rng = np.random.default_rng(_key_seed(self.seed, path))
+        rng = np.random.default_rng(_key_seed(self.seed, path, self.domain))
         camera = self.cameras[spec.camid]
         sloppy = False
         if spec.pid >= 1:
@@ -379,10 +440,10 @@ class SynthReID:
             if view is None and rng.random() < cfg.track_view_prob:
                 view = self._track_view(spec.pid, spec.camid)
         elif spec.pid == DISTRACTOR_PID:
-            attrs = sample_base_attributes(rng, family=-1)
+            attrs = sample_base_attributes(rng, family=-1, domain=self.domain)
             sloppy = rng.random() < 0.4
         else:  # junk: background only, or a badly cropped fragment
-            attrs = sample_base_attributes(rng, family=-1) if rng.random() < 0.5 else None
+            attrs = sample_base_attributes(rng, family=-1, domain=self.domain) if rng.random() < 0.5 else None
             sloppy = True
         image, parts, cues, drawn_view = render_person_image(
             attrs, camera, rng, self._bank, view=view, occlude=occlude, cut_prob=cfg.cut_prob, sloppy=sloppy)
@@ -402,7 +463,7 @@ class SynthReID:
         attrs = self.attributes_of(pid, split)
         if not 0 <= camid < len(self.cameras):
             raise ValueError(f"camid {camid} out of range 0..{len(self.cameras) - 1}")
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xF16, seed, camid]))
+        rng = np.random.default_rng(self._seed_sequence(0xF16, seed, camid))
         placement = Placement(self.width / 2, 0.055 * self.height, 0.88 * self.height)
         image, parts, cues, drawn = render_person_image(
             attrs, self.cameras[camid], rng, self._bank, view=view, occlude=occlude, cut_prob=0.0,
@@ -474,18 +535,22 @@ class SynthReID:
                          for c in self.cameras)
         return (f"{self.splits.summary()}\n  junk     {len(self.junk):>7} images (Market folder only)\n"
                 f"  cameras: {cams}\n  families of {self.config.family_size}, {self.height}x{self.width} px, "
-                f"seed {self.seed}")
+                f"seed {self.seed}{'' if self.domain == 'a' else f', domain {self.domain}'}")
 
     def __repr__(self) -> str:
-        return f"SynthReID(preset={self.config.name!r}, seed={self.seed}, size={self.height}x{self.width})"
+        domain = "" if self.domain == "a" else f", domain={self.domain!r}"
+        return (f"SynthReID(preset={self.config.name!r}, seed={self.seed}, size={self.height}x{self.width}"
+                f"{domain})")
 
 
 def load_synthreid(root: str | os.PathLike[str] | None = None, preset: str | SynthReIDConfig | None = None,
-                   seed: int = 0, height: int | None = None, width: int | None = None) -> ReIDSplits:
+                   seed: int = 0, height: int | None = None, width: int | None = None,
+                   domain: str | None = None) -> ReIDSplits:
     """Registry entry: SynthReID splits (``root`` names the preset when it is one, else is ignored).
 
     The returned splits hold in-memory keys; ``splits.extra["image_source"]`` loads their images.
+    ``domain`` as for :class:`SynthReID`.
     """
     if preset is None:
         preset = str(root) if root is not None and str(root) in PRESETS else "small"
-    return SynthReID(preset, seed=seed, height=height, width=width).splits
+    return SynthReID(preset, seed=seed, height=height, width=width, domain=domain).splits

@@ -8,7 +8,9 @@ on the shirt, the bag, the hat. A model that looks only at the most salient regi
 members apart; one that also finds the small cues can (seed 004's "hair, shoes or logos on clothes").
 
 Colours are names from fixed palettes so that family members share exact RGB values and attribute tables
-stay readable.
+stay readable. A rendering *domain* (:data:`GARMENT_PALETTES`) changes how often each garment colour is
+worn, not the colours themselves: domain ``"a"`` draws them uniformly, domain ``"b"`` dresses people for
+winter (dark coats and trousers, like DukeMTMC-reID's snowy campus against Market-1501's summer).
 """
 
 from __future__ import annotations
@@ -75,6 +77,57 @@ SIDES = ("left", "right")
 
 #: The local cue dimensions in which family members differ (their masks are SynthReID's cue maps).
 CUE_DIMENSIONS = ("shoes", "logo", "bag", "hat")
+
+
+@dataclass(frozen=True)
+class GarmentPalette:
+    """How often each garment colour is worn in one rendering domain.
+
+    ``upper``/``lower`` map colour names (of ``GARMENT_COLOURS`` / ``LOWER_COLOURS``) to relative weights;
+    ``None`` means uniform. Only the large garments are weighted: the local cues keep their uniform
+    colours, so look-alike families are as hard to tell apart in every domain.
+    """
+
+    name: str
+    upper: dict[str, float] | None = None
+    lower: dict[str, float] | None = None
+
+    def probabilities(self, which: str, options: tuple[str, ...] | list[str]) -> np.ndarray | None:
+        """Probabilities of ``options`` for ``which`` (``"upper"``/``"lower"``); ``None`` if uniform."""
+        weights = self.upper if which == "upper" else self.lower
+        if weights is None:
+            return None
+        p = np.array([weights[name] for name in options], dtype=np.float64)
+        return p / p.sum()
+
+
+def _winter_weights(heavy: dict[str, float], names: tuple[str, ...], rest: float) -> dict[str, float]:
+    return {name: heavy.get(name, rest) for name in names}
+
+
+#: Garment colour distributions of the rendering domains (see :class:`GarmentPalette`).
+GARMENT_PALETTES: dict[str, GarmentPalette] = {
+    "a": GarmentPalette("a"),
+    # winter: about 80 % of the tops and trousers are dark (black, navy, greys, browns, olive, dark red),
+    # against 41 % / 64 % when drawn uniformly; bright colours become rare
+    "b": GarmentPalette(
+        "b",
+        upper=_winter_weights({"black": 6.0, "navy": 4.0, "dark_grey": 4.0, "grey": 2.5, "dark_red": 2.0,
+                               "brown": 3.0, "olive": 2.0, "beige": 1.5, "white": 1.0, "blue": 1.0},
+                              tuple(GARMENT_COLOURS), rest=0.35),
+        lower=_winter_weights({"black": 5.0, "dark_grey": 3.0, "navy": 3.0, "blue": 2.5, "grey": 1.5,
+                               "brown": 1.0, "olive": 0.8}, LOWER_COLOURS, rest=0.25),
+    ),
+}
+
+
+def garment_palette(domain: str) -> GarmentPalette:
+    """The :class:`GarmentPalette` of ``domain`` (``ValueError`` naming the known ones otherwise)."""
+    try:
+        return GARMENT_PALETTES[domain]
+    except KeyError:
+        raise ValueError(f"unknown SynthReID domain {domain!r}; expected one of "
+                         f"{sorted(GARMENT_PALETTES)}") from None
 
 
 @dataclass(frozen=True)
@@ -167,11 +220,13 @@ def _random_logo(rng: np.random.Generator, avoid_colour: str) -> Logo:
     return Logo(_pick(rng, colours), _pick(rng, LOGO_POSITIONS), _pick(rng, LOGO_SHAPES))
 
 
-def sample_base_attributes(rng: np.random.Generator, family: int) -> PersonAttributes:
-    """Draw a random identity (the founder of ``family``)."""
-    upper = _pick(rng, tuple(GARMENT_COLOURS))
+def sample_base_attributes(rng: np.random.Generator, family: int, domain: str = "a") -> PersonAttributes:
+    """Draw a random identity (the founder of ``family``) with the garment palette of ``domain``."""
+    palette = garment_palette(domain)
+    upper = _pick(rng, tuple(GARMENT_COLOURS), p=palette.probabilities("upper", tuple(GARMENT_COLOURS)))
     pattern = _pick(rng, UPPER_PATTERNS, p=[0.5, 0.2, 0.12, 0.18])
-    pattern_colour = _pick(rng, [c for c in GARMENT_COLOURS if c != upper])
+    others = [c for c in GARMENT_COLOURS if c != upper]
+    pattern_colour = _pick(rng, others, p=palette.probabilities("upper", others))
     lower_kind = _pick(rng, LOWER_KINDS, p=[0.62, 0.23, 0.15])
     hair_style = _pick(rng, HAIR_STYLES, p=[0.5, 0.25, 0.15, 0.1])
     bag = _pick(rng, BAG_KINDS, p=[0.35, 0.25, 0.2, 0.2])
@@ -187,7 +242,7 @@ def sample_base_attributes(rng: np.random.Generator, family: int) -> PersonAttri
         upper_pattern_colour=pattern_colour,
         sleeves=_pick(rng, SLEEVES),
         lower_kind=lower_kind,
-        lower_colour=_pick(rng, LOWER_COLOURS),
+        lower_colour=_pick(rng, LOWER_COLOURS, p=palette.probabilities("lower", LOWER_COLOURS)),
         shoe_colour=_pick(rng, SHOE_COLOURS),
         logo=_random_logo(rng, upper) if rng.random() < 0.6 else None,
         bag=bag,
@@ -232,8 +287,10 @@ def _mutate(rng: np.random.Generator, attrs: PersonAttributes, dimension: str) -
     raise ValueError(f"unknown cue dimension {dimension!r}; expected one of {CUE_DIMENSIONS}")
 
 
-def sample_family(rng: np.random.Generator, family: int, size: int) -> list[PersonAttributes]:
-    """``size`` distinct identities sharing everything except one or two local cues.
+def sample_family(rng: np.random.Generator, family: int, size: int, domain: str = "a"
+                  ) -> list[PersonAttributes]:
+    """``size`` distinct identities sharing everything except one or two local cues (founder drawn with
+    the garment palette of ``domain``).
 
     Member 0 is the founder; member ``i > 0`` is a copy of an earlier member with one (60 %) or two
     (40 %) cue dimensions changed, so every member differs from some sibling in exactly one or two cue
@@ -241,7 +298,7 @@ def sample_family(rng: np.random.Generator, family: int, size: int) -> list[Pers
     """
     if size < 1:
         raise ValueError(f"family size must be >= 1, got {size}")
-    members = [sample_base_attributes(rng, family)]
+    members = [sample_base_attributes(rng, family, domain)]
     weights = np.array([0.3, 0.3, 0.3, 0.1])
     while len(members) < size:
         for _ in range(100):

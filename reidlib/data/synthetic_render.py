@@ -210,7 +210,7 @@ def render_person_image(
     floor = draw_background(cv, cam, rng)
     if attrs is None:
         if occlude or (occlude is None and rng.random() < 0.5):
-            draw_occluder(cv, Frame(w / 2, 0.05 * h, 0.9 * h, 1), rng)
+            draw_occluder(cv, Frame(w / 2, 0.05 * h, 0.9 * h, 1), rng, cam.domain)
         image, parts, cues = compose(cv, cam, rng, bank)
         return image, parts, cues, "none"
     if view is None:
@@ -223,7 +223,7 @@ def render_person_image(
     cv.draw.ellipse(fr.ell(0.0, 0.99, 0.14, 0.016), fill=shadow)
     PersonPainter(cv, fr, attrs, view, pose).draw()
     if occlude or (occlude is None and rng.random() < cam.occlusion_prob):
-        draw_occluder(cv, fr, rng)
+        draw_occluder(cv, fr, rng, cam.domain)
     image, parts, cues = compose(cv, cam, rng, bank)
     return image, parts, cues, view
 

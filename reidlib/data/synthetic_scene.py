@@ -5,6 +5,12 @@ camera views"): each has its own light level and colour cast, lens blur and sens
 scene with more or less clutter (what seed 002's feature masks must ignore), a preferred walking
 direction (hence view), and an occlusion rate (what seed 001's cut-out prepares for). One camera can be
 low-resolution, like Market-1501's sixth camera (seed 003 fuses multi-resolution features).
+
+A rendering *domain* is a whole other camera network (:data:`CAMERA_STYLES`): domain ``"a"`` is the
+original one (six summer scenes, strong light and colour casts, sensor noise); domain ``"b"`` is a winter
+campus in the spirit of DukeMTMC-reID (eight scenes with snow, brick and asphalt, flat overcast light,
+cool casts, washed-out colours, haze, softer lenses and little noise). Cross-domain experiments train on
+one and test on the other.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class CameraProfile:
         view_probs: probabilities of front/back/side views (cameras face walking directions differently).
         occlusion_prob: chance that an image of this camera has an occluder.
         scene: scene name, for figure captions.
+        domain: the rendering domain of the camera network (its occluding passers-by dress in its
+            garment palette).
     """
 
     camid: int
@@ -54,6 +62,7 @@ class CameraProfile:
     view_probs: tuple[float, float, float]
     occlusion_prob: float
     scene: str
+    domain: str = "a"
 
 
 _SCENES = (
@@ -65,6 +74,70 @@ _SCENES = (
     ("park", (92, 128, 84), (150, 136, 104), 0.5, 0.7, (0.4, 0.3, 0.3)),
     ("overpass", (160, 150, 140), (120, 116, 108), 0.66, 0.5, (0.3, 0.4, 0.3)),
 )
+
+
+# Domain b: a winter campus (eight cameras like DukeMTMC-reID): snow, brick, glass and asphalt.
+_SCENES_B = (
+    ("snowy_path", (150, 160, 172), (214, 218, 224), 0.52, 0.5, (0.45, 0.25, 0.3)),
+    ("brick_hall", (148, 76, 60), (108, 104, 102), 0.6, 0.9, (0.25, 0.45, 0.3)),
+    ("parking_lot", (118, 122, 128), (62, 64, 68), 0.5, 0.7, (0.2, 0.3, 0.5)),
+    ("quad", (186, 192, 200), (226, 228, 230), 0.46, 0.3, (0.3, 0.3, 0.4)),
+    ("bus_stop", (78, 96, 82), (130, 126, 122), 0.57, 1.1, (0.4, 0.4, 0.2)),
+    ("library_steps", (206, 196, 174), (166, 160, 150), 0.64, 0.6, (0.5, 0.2, 0.3)),
+    ("crosswalk", (86, 90, 100), (48, 50, 56), 0.55, 0.8, (0.15, 0.15, 0.7)),
+    ("glass_atrium", (120, 150, 160), (190, 186, 178), 0.6, 0.4, (0.35, 0.4, 0.25)),
+)
+
+
+@dataclass(frozen=True)
+class CameraStyle:
+    """The ranges a camera network's profiles are drawn from (one per rendering domain).
+
+    The first two cameras take the fixed ``anchor_gains``/``anchor_casts`` (so the network always spans
+    its light range), later ones draw them; each ``*_range`` is ``(low, high)`` of a uniform draw
+    (``cast_range`` per RGB channel). Blur is ``max(0, U(blur_range))``: a negative low end leaves some
+    cameras sharp (domain a: about a third).
+    """
+
+    scenes: tuple[tuple, ...]  # (name, wall, floor, horizon, clutter, view probabilities), like _SCENES
+    key: tuple[int, ...]  # entropy words of the network's generator after the seed
+    anchor_gains: tuple[float, float]
+    anchor_casts: tuple[tuple[float, float, float], tuple[float, float, float]]
+    gain_range: tuple[float, float]
+    cast_range: tuple[float | tuple[float, float, float], float | tuple[float, float, float]]
+    saturation_range: tuple[float, float]
+    offset_range: tuple[float, float]
+    light_top_range: tuple[float, float]
+    light_bottom_range: tuple[float, float]
+    blur_range: tuple[float, float]
+    noise_range: tuple[float, float]
+
+
+#: Camera networks of the rendering domains. ``"a"`` reproduces the original cameras draw for draw.
+CAMERA_STYLES: dict[str, CameraStyle] = {
+    "a": CameraStyle(
+        scenes=_SCENES, key=(0xCA3E,), anchor_gains=(1.18, 0.74),
+        anchor_casts=((1.14, 1.0, 0.84), (0.86, 0.98, 1.16)), gain_range=(0.8, 1.2),
+        cast_range=(0.85, 1.15), saturation_range=(0.6, 1.1), offset_range=(-6, 14),
+        light_top_range=(1.0, 1.15), light_bottom_range=(0.75, 0.95), blur_range=(-0.5, 1.0),
+        noise_range=(2.0, 5.0)),
+    # overcast winter: flatter and cooler light, muted colours, haze, soft lenses, clean sensors
+    "b": CameraStyle(
+        scenes=_SCENES_B, key=(0xCA3E, 0xD0B), anchor_gains=(1.06, 0.82),
+        anchor_casts=((0.94, 1.0, 1.1), (0.9, 1.04, 1.02)), gain_range=(0.86, 1.08),
+        cast_range=((0.82, 0.94, 1.0), (0.98, 1.06, 1.2)), saturation_range=(0.4, 0.75),
+        offset_range=(6, 26), light_top_range=(0.96, 1.04), light_bottom_range=(0.9, 1.0),
+        blur_range=(0.3, 1.6), noise_range=(0.8, 2.5)),
+}
+
+
+def camera_style(domain: str) -> CameraStyle:
+    """The :class:`CameraStyle` of ``domain`` (``ValueError`` naming the known ones otherwise)."""
+    try:
+        return CAMERA_STYLES[domain]
+    except KeyError:
+        raise ValueError(f"unknown SynthReID domain {domain!r}; expected one of {sorted(CAMERA_STYLES)}"
+                         ) from None
 
 
 def _colour_matrix(gain: float, cast: np.ndarray, saturation: float) -> np.ndarray:
@@ -81,34 +154,39 @@ def make_camera_profiles(
     low_res_factor: float = 3.0,
     occlusion_prob: float = 0.2,
     clutter: float = 1.0,
+    domain: str = "a",
 ) -> list[CameraProfile]:
-    """Deterministic camera set: scenes cycle through six templates, each jittered by ``seed``.
+    """Deterministic camera set: scenes cycle through the templates of ``domain``, each jittered by
+    ``seed``.
 
-    Cameras differ in illumination (gain 0.7-1.25), colour cast (up to +-18 % per channel), saturation,
-    blur, noise and background clutter; ``low_res_camera`` (0-based) also loses resolution by
-    ``low_res_factor``, like Market-1501's low-resolution sixth camera.
+    Domain ``"a"`` cameras differ in illumination (gain 0.7-1.25), colour cast (up to +-18 % per
+    channel), saturation, blur, noise and background clutter; ``low_res_camera`` (0-based) also loses
+    resolution by ``low_res_factor``, like Market-1501's low-resolution sixth camera. Domain ``"b"``
+    draws from the ranges of its :class:`CameraStyle` instead, with its own generator.
     """
     if num_cameras < 2:
         raise ValueError(f"num_cameras must be >= 2 (re-ID matches across cameras), got {num_cameras}")
     if low_res_camera is not None and not 0 <= low_res_camera < num_cameras:
         raise ValueError(f"low_res_camera must be in 0..{num_cameras - 1} or None, got {low_res_camera}")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA3E]))
+    style = camera_style(domain)
+    # the draw order below is the one of the original cameras: domain "a" must stay bit-identical
+    rng = np.random.default_rng(np.random.SeedSequence([seed, *style.key]))
     profiles = []
     for c in range(num_cameras):
-        name, wall, floor, horizon, scene_clutter, views = _SCENES[c % len(_SCENES)]
-        # first cameras span the range on purpose (one bright-warm, one dark-cool), later ones are random
-        gain = (1.18, 0.74)[c] if c < 2 else float(rng.uniform(0.8, 1.2))
-        cast = np.array([(1.14, 1.0, 0.84), (0.86, 0.98, 1.16)][c] if c < 2 else rng.uniform(0.85, 1.15, 3))
+        name, wall, floor, horizon, scene_clutter, views = style.scenes[c % len(style.scenes)]
+        # first cameras span the range on purpose (a: one bright-warm, one dark-cool), later ones are random
+        gain = style.anchor_gains[c] if c < 2 else float(rng.uniform(*style.gain_range))
+        cast = np.array(style.anchor_casts[c] if c < 2 else rng.uniform(*style.cast_range, 3))
         jitter = rng.integers(-18, 19, size=6)
         is_low = c == low_res_camera
         profiles.append(CameraProfile(
             camid=c,
-            colour_matrix=_colour_matrix(gain, cast, float(rng.uniform(0.6, 1.1))),
-            offset=rng.uniform(-6, 14, 3).astype(np.float32),
-            light_top=float(rng.uniform(1.0, 1.15)),
-            light_bottom=float(rng.uniform(0.75, 0.95)),
-            blur_radius=float(max(0.0, rng.uniform(-0.5, 1.0))),  # about a third are sharp
-            noise_std=float(rng.uniform(2.0, 5.0) + (3.0 if is_low else 0.0)),
+            colour_matrix=_colour_matrix(gain, cast, float(rng.uniform(*style.saturation_range))),
+            offset=rng.uniform(*style.offset_range, 3).astype(np.float32),
+            light_top=float(rng.uniform(*style.light_top_range)),
+            light_bottom=float(rng.uniform(*style.light_bottom_range)),
+            blur_radius=float(max(0.0, rng.uniform(*style.blur_range))),
+            noise_std=float(rng.uniform(*style.noise_range) + (3.0 if is_low else 0.0)),
             low_res_factor=float(low_res_factor) if is_low else 1.0,
             wall=tuple(int(np.clip(w + j, 0, 255)) for w, j in zip(wall, jitter[:3], strict=True)),
             floor=tuple(int(np.clip(f + j, 0, 255)) for f, j in zip(floor, jitter[3:], strict=True)),
@@ -117,6 +195,7 @@ def make_camera_profiles(
             view_probs=views,
             occlusion_prob=float(np.clip(occlusion_prob * rng.uniform(0.6, 1.4), 0.0, 1.0)),
             scene=name,
+            domain=domain,
         ))
     return profiles
 
@@ -184,8 +263,9 @@ def draw_background(cv: Canvas, cam: CameraProfile, rng: np.random.Generator) ->
     return floor
 
 
-def draw_occluder(cv: Canvas, fr: Frame, rng: np.random.Generator) -> None:
-    """Something between the camera and the person: a pole, furniture, a passer-by or foliage."""
+def draw_occluder(cv: Canvas, fr: Frame, rng: np.random.Generator, domain: str = "a") -> None:
+    """Something between the camera and the person: a pole, furniture, a passer-by (dressed in the
+    garment palette of ``domain``) or foliage."""
     h, w = cv.height, cv.width
     d = cv.draw
     kind = rng.choice(["pole", "object", "person", "foliage"], p=[0.3, 0.35, 0.25, 0.1])
@@ -204,7 +284,7 @@ def draw_occluder(cv: Canvas, fr: Frame, rng: np.random.Generator) -> None:
         else:
             d.ellipse([x0, y, x0 + rng.uniform(0.6, 1.3) * w, h + 0.3 * h], fill=el)
     elif kind == "person":
-        attrs = sample_base_attributes(rng, family=-1)
+        attrs = sample_base_attributes(rng, family=-1, domain=domain)
         side = 1 if rng.random() < 0.5 else -1
         other = Frame(fr.cx + side * rng.uniform(0.38, 0.6) * w, fr.top + rng.uniform(-0.05, 0.1) * h,
                        fr.unit * rng.uniform(0.95, 1.15), 1)

@@ -8,14 +8,19 @@
   image side is scaled to ``M`` pixels without distortion, and a batch is zero-padded to a common size.
 * :class:`RandomFractionCrop`: seed 001's "crop" augmentation (Table 1) without distortion - a random
   window that keeps a random fraction of both sides.
+* :func:`misalign` / :class:`MisalignedBox`: seed 003's motivation, detector boxes that are shifted and
+  mis-scaled, at test time. ``build_test_transform(h, w, misalignment=j, seed=s)`` gives every image its
+  own box error, the same one every time the image is seen, so a misaligned evaluation is reproducible.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
@@ -27,12 +32,14 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "AspectPreservingResize",
+    "MisalignedBox",
     "ProgressiveCutout",
     "RandomFractionCrop",
     "build_aspect_transform",
     "build_test_transform",
     "build_train_transform",
     "find_progressive",
+    "misalign",
     "pad_collate",
     "set_transform_progress",
 ]
@@ -221,14 +228,134 @@ def build_train_transform(
     return T.Compose(stages)
 
 
-def build_test_transform(height: int, width: int, normalize: bool = True) -> T.Compose:
-    """Test pipeline: resize to ``height x width``, ``ToTensor``, ImageNet normalisation."""
+def build_test_transform(height: int, width: int, normalize: bool = True, misalignment: float = 0.0,
+                         seed: int = 0) -> T.Compose:
+    """Test pipeline: resize to ``height x width``, ``ToTensor``, ImageNet normalisation.
+
+    With ``misalignment > 0`` the resize becomes a :class:`MisalignedBox` of that ``jitter`` and ``seed``
+    (each image cropped by its own shifted and scaled box, then resized to ``height x width`` in the same
+    step); ``misalignment=0`` is exactly the plain pipeline.
+    """
     _check_size(height, width)
-    stages: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR),
-                              T.ToTensor()]
+    if misalignment == 0.0:
+        first: Callable = T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)
+    else:
+        first = MisalignedBox(misalignment, seed=seed, size=(height, width))
+    stages: list[Callable] = [first, T.ToTensor()]
     if normalize:
         stages.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     return T.Compose(stages)
+
+
+def _image_size(img: Image.Image | Tensor, who: str) -> tuple[int, int]:
+    """``(height, width)`` of a PIL image or a ``(..., H, W)`` tensor."""
+    if isinstance(img, Image.Image):
+        return img.size[1], img.size[0]
+    if isinstance(img, Tensor) and img.dim() >= 2:
+        return int(img.shape[-2]), int(img.shape[-1])
+    raise TypeError(f"{who} expects a PIL image or a (..., H, W) tensor, got {type(img).__name__}")
+
+
+def misalign(
+    img: Image.Image | Tensor,
+    shift: tuple[float, float] = (0.0, 0.0),
+    scale: float = 1.0,
+    size: tuple[int, int] | None = None,
+    fill: int | tuple[int, ...] = 0,
+) -> Image.Image | Tensor:
+    """Re-crop ``img`` as a misaligned detector box would have cropped it.
+
+    The box is the image's own frame, moved by ``shift = (dy, dx)`` (fractions of the height and width;
+    positive moves the box down / right, so the person moves up / left in the result) and scaled by
+    ``scale`` about its centre (``> 1``: a loose box, the person looks smaller; ``< 1``: a tight box that
+    cuts the person off). The box is then resized (bilinear, antialiased) to ``size`` (``(height, width)``,
+    default the image's). Only the crop exists, so where the box leaves it the result is ``fill``
+    (black, like the zero padding of the training pipeline's random crop).
+
+    ``shift=(0, 0), scale=1`` with the image's own size returns ``img`` itself.
+    """
+    height, width = _image_size(img, "misalign")
+    if not scale > 0.0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    out_h, out_w = size if size is not None else (height, width)
+    _check_size(out_h, out_w)
+    box_h, box_w = max(1, round(scale * height)), max(1, round(scale * width))
+    # floor(x + 0.5) rounds half up: a box shifted by +-k pixels stays symmetric
+    top = math.floor(height * (0.5 + shift[0]) - box_h / 2 + 0.5)
+    left = math.floor(width * (0.5 + shift[1]) - box_w / 2 + 0.5)
+    if (top, left, box_h, box_w) == (0, 0, height, width) and (out_h, out_w) == (height, width):
+        return img
+    pad = [max(0, -left), max(0, -top), max(0, left + box_w - width), max(0, top + box_h - height)]
+    if any(pad):
+        img = TF.pad(img, pad, fill=fill)
+        top, left = top + pad[1], left + pad[0]
+    crop = TF.crop(img, top, left, box_h, box_w)
+    if (box_h, box_w) == (out_h, out_w):
+        return crop
+    return TF.resize(crop, [out_h, out_w], interpolation=T.InterpolationMode.BILINEAR, antialias=True)
+
+
+class MisalignedBox(torch.nn.Module):
+    """Misalign every image by its own, reproducible box error (seed 003's misaligned detections).
+
+    For each image, ``dy, dx ~ U(-jitter, jitter)`` (fractions of its height and width) and
+    ``log(scale) ~ U(-scale_jitter, scale_jitter)`` (``scale_jitter`` defaults to ``jitter``; log-uniform,
+    so loose and tight boxes are equally likely), then :func:`misalign`. The draw comes from a generator
+    keyed by ``seed`` and by the image itself (a CRC of its pixels): the dataset hands the transform only
+    the image, and the pixels identify it across epochs, workers and processes, so the same image always
+    gets the same box. Pass ``key`` (an index or a path) to :meth:`forward` / :meth:`params` to key by
+    that instead.
+
+    Args:
+        jitter: largest shift, as a fraction of the size, in ``[0, 1)``; 0 leaves every image as it is.
+        seed: which set of box errors.
+        scale_jitter: largest ``|log(scale)|``; ``None``: ``jitter``.
+        size: output ``(height, width)``; ``None``: each image's own size.
+        fill: value of pixels where the box leaves the image.
+    """
+
+    def __init__(self, jitter: float, seed: int = 0, scale_jitter: float | None = None,
+                 size: tuple[int, int] | None = None, fill: int | tuple[int, ...] = 0) -> None:
+        super().__init__()
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"misalignment jitter must be in [0, 1), got {jitter}")
+        scale_jitter = jitter if scale_jitter is None else scale_jitter
+        if not 0.0 <= scale_jitter < 1.0:
+            raise ValueError(f"scale_jitter must be in [0, 1), got {scale_jitter}")
+        if size is not None:
+            _check_size(*size)
+        self.jitter, self.scale_jitter = float(jitter), float(scale_jitter)
+        self.seed = int(seed)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.fill = fill
+
+    @staticmethod
+    def image_key(img: Image.Image | Tensor) -> int:
+        """A 32-bit fingerprint of the image's pixels, size and type (stable across processes)."""
+        height, width = _image_size(img, "MisalignedBox")
+        if isinstance(img, Image.Image):
+            data, kind = img.tobytes(), img.mode
+        else:
+            data, kind = img.detach().cpu().contiguous().numpy().tobytes(), str(img.dtype)
+        return zlib.crc32(data, zlib.crc32(f"{kind}:{height}x{width}".encode()))
+
+    def params(self, img: Image.Image | Tensor, key: int | str | None = None
+               ) -> tuple[float, float, float]:
+        """``(dy, dx, scale)`` of ``img`` (or of ``key``, when given)."""
+        if self.jitter == 0.0 and self.scale_jitter == 0.0:
+            return 0.0, 0.0, 1.0
+        word = self.image_key(img) if key is None else zlib.crc32(f"key:{key}".encode())
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xB0C5, word]))
+        dy, dx = rng.uniform(-self.jitter, self.jitter, 2).tolist()
+        scale = math.exp(float(rng.uniform(-self.scale_jitter, self.scale_jitter)))
+        return dy, dx, scale
+
+    def forward(self, img: Image.Image | Tensor, key: int | str | None = None) -> Image.Image | Tensor:
+        dy, dx, scale = self.params(img, key)
+        return misalign(img, (dy, dx), scale, size=self.size, fill=self.fill)
+
+    def extra_repr(self) -> str:
+        return f"jitter={self.jitter}, scale_jitter={self.scale_jitter}, seed={self.seed}, size={self.size}"
 
 
 class AspectPreservingResize(torch.nn.Module):

@@ -1,7 +1,9 @@
-"""Transforms: pipeline shapes, cut-out area curriculum, aspect-preserving resize and pad collate."""
+"""Transforms: pipeline shapes, cut-out area curriculum, aspect-preserving resize, pad collate and
+test-time box misalignment."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -10,11 +12,13 @@ from torch.utils.data import DataLoader, Dataset
 from reidlib.data.transforms import (
     IMAGENET_MEAN,
     AspectPreservingResize,
+    MisalignedBox,
     ProgressiveCutout,
     build_aspect_transform,
     build_test_transform,
     build_train_transform,
     find_progressive,
+    misalign,
     pad_collate,
     set_transform_progress,
 )
@@ -160,3 +164,108 @@ def test_random_fraction_crop_keeps_aspect_and_fraction():
     assert build_aspect_transform(40, crop=0.8)(img).shape == (3, 40, 20)
     with pytest.raises(ValueError):
         RandomFractionCrop(0.0)
+
+
+# ---- test-time misalignment -------------------------------------------------------------------------------
+def _square(height: int = 100, width: int = 50, side: int = 12, marker: int = 0) -> Image.Image:
+    """Black image with a red square centred on it; ``marker`` (green, top-left pixel) varies the image
+    without touching the square."""
+    a = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    a[y0:y0 + side, x0:x0 + side, 0] = 255
+    a[0, 0, 1] = marker
+    return Image.fromarray(a)
+
+
+def _centroid(img: Image.Image | torch.Tensor) -> np.ndarray:
+    """``(y, x)`` centroid of the red channel (pixel centres at integer coordinates)."""
+    red = np.asarray(img, dtype=float)[..., 0] if isinstance(img, Image.Image) else img[0].numpy()
+    ys, xs = np.mgrid[: red.shape[0], : red.shape[1]]
+    return np.array([(red * ys).sum(), (red * xs).sum()]) / red.sum()
+
+
+def _noise_image(seed: int, w: int = 40, h: int = 80) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def test_zero_misalignment_is_the_plain_test_transform():
+    plain, zero = build_test_transform(32, 16), build_test_transform(32, 16, misalignment=0.0, seed=7)
+    assert [type(t) for t in zero.transforms] == [type(t) for t in plain.transforms]
+    for seed in range(3):
+        img = _noise_image(seed)
+        assert torch.equal(zero(img), plain(img))
+    img = _noise_image(0)
+    assert MisalignedBox(0.0)(img) is img and MisalignedBox(0.0).params(img) == (0.0, 0.0, 1.0)
+    assert misalign(img) is img
+    # a box without error resized to the test size is the test pipeline's resize
+    resized = build_test_transform(32, 16, normalize=False)(img)
+    np.testing.assert_array_equal(np.asarray(misalign(img, size=(32, 16))),
+                                  (resized.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def test_misalign_moves_and_scales_the_content_as_asked():
+    img = _square()
+    centre = _centroid(img)
+    # box 10 px down and 10 px left: the square goes 10 px up and 10 px right
+    moved = misalign(img, shift=(0.1, -0.2))
+    assert moved.size == img.size
+    np.testing.assert_allclose(_centroid(moved) - centre, [-10.0, 10.0], atol=0.3)
+    # a tight box (scale 0.8) also magnifies: offsets from the centre grow by 1 / 0.8
+    tight = misalign(img, shift=(0.1, 0.0), scale=0.8)
+    np.testing.assert_allclose(_centroid(tight) - centre, [-10.0 / 0.8, 0.0], atol=0.6)
+    red = np.asarray(tight)[..., 0] > 127
+    assert red.any(axis=1).sum() == pytest.approx(12 / 0.8, abs=1.5)
+    # where the box leaves the image, the result is black (or ``fill``)
+    grey = Image.new("RGB", (50, 100), (128, 128, 128))
+    off = np.asarray(misalign(grey, shift=(0.3, 0.0)))
+    assert off[-30:].max() == 0 and off[:70].min() == 128
+    assert np.asarray(misalign(grey, shift=(0.0, -0.1), fill=255))[:, :5].min() == 255
+    # tensors are cropped like PIL images, and the output size can be chosen
+    tensor = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
+    np.testing.assert_allclose(_centroid(misalign(tensor, shift=(0.1, -0.2))), _centroid(moved), atol=1e-6)
+    assert misalign(img, shift=(0.05, 0.05), size=(64, 32)).size == (32, 64)
+    with pytest.raises(ValueError, match="scale"):
+        misalign(img, scale=0.0)
+    with pytest.raises(TypeError, match="PIL image"):
+        misalign(np.zeros((4, 4)))
+
+
+def test_misaligned_test_transform_is_reproducible_per_image():
+    tf = build_test_transform(32, 16, misalignment=0.15, seed=3)
+    images = [_noise_image(seed) for seed in range(6)]
+    first = [tf(img) for img in images]
+    again = build_test_transform(32, 16, misalignment=0.15, seed=3)  # a new instance, e.g. another run
+    for img, out in zip(images, first, strict=True):
+        assert out.shape == (3, 32, 16)
+        assert torch.equal(tf(img), out) and torch.equal(again(img), out)
+        assert torch.equal(tf(img.copy()), out)  # keyed by the pixels, not by the object
+    plain = build_test_transform(32, 16)
+    assert sum(not torch.allclose(o, plain(i)) for o, i in zip(first, images, strict=True)) >= 5
+    box = MisalignedBox(0.15, seed=3)
+    assert len({box.params(img) for img in images}) == len(images)  # each image its own box
+    other_seed = MisalignedBox(0.15, seed=4)
+    assert all(box.params(img) != other_seed.params(img) for img in images)
+    assert box.params(images[0], key=17) == box.params(images[1], key=17) != box.params(images[0])
+    with pytest.raises(ValueError, match="jitter"):
+        MisalignedBox(1.0)
+    with pytest.raises(ValueError, match="jitter"):
+        build_test_transform(32, 16, misalignment=-0.1)
+
+
+@pytest.mark.parametrize("jitter", [0.05, 0.1, 0.2])
+def test_larger_misalignment_moves_the_content_further(jitter: float):
+    box = MisalignedBox(jitter, seed=0)
+    height, width = 120, 64
+    moves = []
+    for marker in range(1, 81):
+        img = _square(height, width, side=10, marker=marker)
+        dy, dx, scale = box.params(img)
+        assert abs(dy) <= jitter and abs(dx) <= jitter and abs(np.log(scale)) <= jitter
+        move = _centroid(box(img)) - _centroid(img)
+        # each image moves exactly by its own box error (in output pixels: shift / scale)
+        np.testing.assert_allclose(move, [-dy * height / scale, -dx * width / scale], atol=0.75)
+        moves.append(np.abs(move))
+    # |U(-j, j)| averages j / 2 of the size
+    mean_y, mean_x = np.mean(moves, axis=0)
+    assert mean_y == pytest.approx(jitter / 2 * height, rel=0.25)
+    assert mean_x == pytest.approx(jitter / 2 * width, rel=0.25)
