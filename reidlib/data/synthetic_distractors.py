@@ -42,10 +42,12 @@ def render_distractor(synth: SynthReID, index: int, seed: int = 0, background_sh
         raise ValueError(f"index must be >= 0, got {index}")
     if not 0.0 <= background_share <= 1.0:
         raise ValueError(f"background_share must be in [0, 1], got {background_share}")
-    rng = np.random.default_rng(np.random.SeedSequence([synth.seed, 0xD157, seed, index]))
+    # domain "b" draws its own people (another key); domain "a" keeps the sequence it always had
+    key = [synth.seed, 0xD157, seed, index] + ([] if synth.domain == "a" else [ord(c) for c in synth.domain])
+    rng = np.random.default_rng(np.random.SeedSequence(key))
     camid = int(rng.integers(len(synth.cameras)))
     background = bool(rng.random() < background_share)
-    attrs = None if background else sample_base_attributes(rng, family=-1)
+    attrs = None if background else sample_base_attributes(rng, family=-1, domain=synth.domain)
     sloppy = background or bool(rng.random() < 0.4)
     image, _, _, _ = render_person_image(attrs, synth.cameras[camid], rng, synth.textures, sloppy=sloppy,
                                          cut_prob=synth.config.cut_prob)

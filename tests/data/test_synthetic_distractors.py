@@ -20,3 +20,15 @@ def test_distractors_are_deterministic_and_labelled_zero():
     assert kinds == {True, False}
     with pytest.raises(ValueError):
         render_distractor(synth, -1)
+
+
+def test_domain_b_distractors_are_its_own_people():
+    from reidlib.data.synthetic import SynthReID
+    from reidlib.data.synthetic_distractors import render_distractor
+
+    a = SynthReID("tiny", seed=0, height=64, width=32)
+    b = SynthReID("tiny", seed=0, height=64, width=32, domain="b")
+    same = [np.array_equal(render_distractor(a, i)[0], render_distractor(b, i)[0]) for i in range(6)]
+    assert not any(same)
+    again = SynthReID("tiny", seed=0, height=64, width=32)
+    assert np.array_equal(render_distractor(a, 3)[0], render_distractor(again, 3)[0])
