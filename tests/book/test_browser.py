@@ -44,13 +44,13 @@ def _chromium() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def _chapter_page() -> str:
-    """The first chapter notebook in the toc, or the protocol page while no chapter exists."""
+def _chapter_pages() -> list[str]:
+    """Every chapter notebook in the toc, or the protocol page while no chapter exists."""
     from toc_files import toc_documents
 
     docs = toc_documents(REPO)
-    chapters = [d for d in docs if d.parts[0] == "notebooks"]
-    return (chapters[0] if chapters else Path("book/protocol")).with_suffix(".html").as_posix()
+    chapters = [d for d in docs if d.parts[0] == "notebooks"] or [Path("book/protocol")]
+    return [c.with_suffix(".html").as_posix() for c in chapters]
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,8 @@ def test_index_redirects_to_intro(browser, server):
     page.close()
 
 
-def test_chapter_page(browser, server):
-    path = _chapter_page()
+@pytest.mark.parametrize("path", _chapter_pages())
+def test_chapter_page(browser, server, path):
     page, requests, errors = _open(browser, server, path, Path(path).stem)
     _assert_theme_and_sidebar(page)
     _assert_figures(page)
