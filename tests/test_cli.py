@@ -242,7 +242,8 @@ def test_train_refuses_a_folder_whose_files_it_did_not_write(tmp_path, capsys):
     (mine / "notes.txt").write_text("keep")
     before = _digests(tmp_path)
     assert main(["train", "--config", str(config), "--out", str(mine)]) == 2
-    assert f"{mine / 'metrics.json'} exists and was not written by reidlib" in _one_line_error(capsys)
+    err = _one_line_error(capsys)
+    assert f"{mine / 'metrics.json'} exists and is not recorded in .reidlib-outputs.json" in err
     assert _digests(tmp_path) == before
 
 

@@ -100,7 +100,9 @@ class OutputFolder:
             if by == self.command and stamp is not None and stamp != _stamp(target):
                 by, origin = None, "was changed after reidlib wrote it"
             else:
-                origin = f"was written by `{by}`" if by else "was not written by reidlib"
+                origin = (f"was written by `{by}`" if by else
+                          f"is not recorded in {MANIFEST} as written here by reidlib (a file of another "
+                          "tool, or of a reidlib older than this record)")
             if by != self.command:
                 raise OutputPathError(f"{target} exists and {origin}; `{self.command}` would replace it. "
                                       f"Move it away or choose another {self.option}")

@@ -21,12 +21,12 @@ def test_a_new_folder_is_claimed_and_its_files_replaced_by_the_same_command_only
 
 def test_a_file_reidlib_did_not_write_is_never_replaced(tmp_path):
     (tmp_path / "metrics.json").write_text("my own notes")
-    with pytest.raises(OutputPathError, match=r"metrics\.json exists and was not written by reidlib"):
+    with pytest.raises(OutputPathError, match=r"metrics\.json exists and is not recorded in \.reidlib-"):
         OutputFolder(tmp_path, "train").check(["latest.pt", "metrics.json"])
     assert (tmp_path / "metrics.json").read_text() == "my own notes"
     # an unreadable manifest vouches for nothing
     (tmp_path / MANIFEST).write_text("{not json")
-    with pytest.raises(OutputPathError, match="not written by reidlib"):
+    with pytest.raises(OutputPathError, match="is not recorded in"):
         OutputFolder(tmp_path, "train").check(["metrics.json"])
 
 
