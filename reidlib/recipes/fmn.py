@@ -355,8 +355,7 @@ def cue_energy(model: nn.Module, cfg: FmnConfig, data: ChapterData, device: str 
         return {}
     import numpy as np
 
-    from reidlib.explain.overlay import upsample_map
-    from reidlib.explain.scores import energy_in_mask, explanation_scores
+    from reidlib.explain.scores import explanation_scores
 
     model = model.to(device).eval()
     records = one_per_identity(data.splits.train, cfg.explain_images)
@@ -371,13 +370,47 @@ def cue_energy(model: nn.Module, cfg: FmnConfig, data: ChapterData, device: str 
         energies = {c: float(rows[f"energy_cue_{c}"].mean()) for c in out["cue_type_area"]}
         out[f"cue_type_energy.{name}"] = {c: e for c, e in energies.items() if np.isfinite(e)}
     if isinstance(model, FMN) and model.mixing is not None:
-        tf = build_test_transform(cfg.height, cfg.width)
-        images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
-        masks = model(images).extras["mask"].float().cpu() - 1.0
-        shares = np.array([energy_in_mask(upsample_map(m, item.cues.shape), item.cues > 0)
-                           for m, item in zip(masks, items, strict=True)])
-        if np.isfinite(shares).any():  # NaN for a mask of ones (no mask, or a ReLU that never fires)
-            out["mask_energy"] = float(np.nanmean(shares))
+        mask = mask_scores(model, cfg, data, device)
+        if "mask_energy" in mask:
+            out["mask_energy"] = mask["mask_energy"]
+    return out
+
+
+@torch.no_grad()
+def mask_scores(model: FMN, cfg: FmnConfig, data: ChapterData, device: str = "cpu") -> dict[str, Any]:
+    """The learned mask scored against SynthReID's cue masks on the images of :func:`cue_energy`: the
+    share of its excess over 1 (``m - 1``, upsampled to the image) on all cue pixels (``mask_energy``) and
+    on each cue type's pixels (``mask_cue_type_energy``, over the images that have that cue). A mask of
+    ones (no mask, or a ReLU that never fires) has no excess: the keys are then missing. Empty for real
+    data."""
+    if data.synth is None or model.mixing is None:
+        return {}
+    import numpy as np
+
+    from reidlib.explain.overlay import upsample_map
+    from reidlib.explain.scores import cue_label_names, energy_in_mask
+
+    model = model.to(device).eval()
+    records = one_per_identity(data.splits.train, cfg.explain_images)
+    items = [data.synth.render(r.path) for r in records]
+    tf = build_test_transform(cfg.height, cfg.width)
+    images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
+    excess = [upsample_map(m, item.cues.shape) for m, item in
+              zip(model(images).extras["mask"].float().cpu() - 1.0, items, strict=True)]
+
+    def share(label: int | None) -> float:
+        values = [energy_in_mask(e, item.cues > 0 if label is None else item.cues == label)
+                  for e, item in zip(excess, items, strict=True)
+                  if label is None or (item.cues == label).any()]
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    out: dict[str, Any] = {}
+    total = share(None)
+    if np.isfinite(total):
+        out["mask_energy"] = total
+        per_type = {name: share(label) for label, name in cue_label_names().items()}
+        out["mask_cue_type_energy"] = {k: v for k, v in per_type.items() if np.isfinite(v)}
     return out
 
 
@@ -456,16 +489,25 @@ def run_fmn(name: str, cfg: FmnConfig, ctx: RunContext) -> ChapterRun[FmnConfig,
 
 
 def run_derived(trained: ChapterRun[FmnConfig, FMN], ctx: RunContext) -> list[RunRecord]:
-    """The evaluations of a trained FMN that the claims compare as arms of their own, computed from its
-    stored results (no new pass): ``fmn_lan`` (the LAN's feature alone: Table 1's LAN row; its ``cues``
-    are the LAN's CAM scores) and ``fmn_krr`` (Eq. 6 re-ranked: Tables 2-4), seed suffix kept."""
+    """The evaluations of a trained FMN stored as runs of their own, seed suffix kept: ``fmn_lan`` (the
+    LAN's feature alone: Table 1's LAN row; its ``cues`` are the LAN's CAM scores) and ``fmn_krr`` (Eq. 6
+    re-ranked: Tables 2-4), both from its stored results (no new pass), and ``fmn_mask``, the learned
+    mask scored against the cue masks per cue type (:func:`mask_scores`, from the model)."""
     record, suffix = trained.record, seed_suffix(trained.name)
     stem = trained.name.removesuffix(suffix)
     lan = dict(record.extra["lan"])
     lan["cues"] = record.metrics.get("cues", {})
     krr = dict(record.metrics["krr"])
     config = dataclasses.asdict(trained.config)
-    return [
+    model = trained.model
+
+    def mask_fn() -> tuple[dict[str, Any], None]:
+        return {"cues": mask_scores(model, trained.config, ctx.data, ctx.device)}, None
+
+    derived = [] if model.mixing is None or ctx.data.synth is None else [
+        chapter.evaluation_run(ctx, f"{stem}_mask{suffix}", config | {"descriptor": "mask scores"}, mask_fn,
+                               evaluated_from=trained.name)]
+    return derived + [
         chapter.evaluation_run(ctx, f"{stem}_lan{suffix}", config | {"descriptor": "lan"},
                                lambda: (lan, None), evaluated_from=trained.name),
         chapter.evaluation_run(ctx, f"{stem}_krr{suffix}", config | {"descriptor": "fmn+krr"},

@@ -198,16 +198,18 @@ def explanation_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
 
 
 def cue_type_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
-    """Share of CAM energy per cue type (shoes, bag, logo ...; percent, seed mean ± sd): the GRN's, the
-    LAN's, and the cue type's share of the image (a uniform map's), over the training images that have
-    that cue."""
+    """Share of energy per cue type (shoes, bag, logo ...; percent, seed mean ± sd): the GRN's and the
+    LAN's CAMs, the learned mask's excess over 1 (``fmn_mask``), and the cue type's share of the image (a
+    uniform map's), over the training images that have that cue."""
     grn = report.arm_records(records, "grn")
     types = sorted(grn[0].metrics.get("cues", {}).get("cue_type_area", {})) if grn else []
     rows = [{"cue": c,
              "GRN's CAM (%)": report.arm_cell(records, "grn", f"cues.cue_type_energy.{c}"),
              "LAN's CAM (%)": report.arm_cell(records, "fmn_lan", f"cues.cue_type_energy.{c}"),
+             "the mask, m - 1 (%)": report.arm_cell(records, "fmn_mask", f"cues.mask_cue_type_energy.{c}"),
              "area (%)": report.arm_cell(records, "grn", f"cues.cue_type_area.{c}")} for c in types]
-    return pd.DataFrame(rows, columns=["cue", "GRN's CAM (%)", "LAN's CAM (%)", "area (%)"]).set_index("cue")
+    columns = ["cue", "GRN's CAM (%)", "LAN's CAM (%)", "the mask, m - 1 (%)", "area (%)"]
+    return pd.DataFrame(rows, columns=columns).set_index("cue")
 
 
 def plot_histories(records: Mapping[str, RunRecord], runs: Sequence[str], title: str) -> Figure:

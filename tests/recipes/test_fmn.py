@@ -84,6 +84,9 @@ def test_derived_runs_hold_the_trained_models_numbers(smoke):
         assert fmn_rec.metrics["alpha"]["1"]["mAP"] == pytest.approx(records[f"grn{suffix}"].metrics["mAP"],
                                                                       abs=1e-6)
         assert 0 <= fmn_rec.metrics["cues"]["cam_energy"] <= 1
+        mask = records[f"fmn_mask{suffix}"].metrics["cues"]
+        assert mask["mask_energy"] == pytest.approx(fmn_rec.metrics["cues"]["mask_energy"], abs=1e-6)
+        assert set(mask["mask_cue_type_energy"]) <= set(fmn_rec.metrics["cues"]["cue_type_area"])
 
 
 def test_a_second_pass_reuses_every_run(smoke, capsys):
