@@ -5,6 +5,9 @@
 - :mod:`~reidlib.models.baseline`: IDE+BN (seed 000, Eq. 2-3) and BNNeck.
 - :mod:`~reidlib.models.cama`: CAMA's multi-branch model (seed 000).
 - :mod:`~reidlib.models.global_descriptor`: the global descriptor of "Re-ID done right" (seed 001).
+- :mod:`~reidlib.models.fmn`: FMN's GRN, mixing network and LAN (seed 002).
+- :mod:`~reidlib.models.hybrid_attention`: the hybrid-attention network with multi-resolution features
+  (seed 003).
 
 There is no registry: each recipe builds its model from its own config (the command line's baseline
 with :func:`reidlib.recipes.baseline.build_model`).
