@@ -48,6 +48,8 @@ __all__ = [
     "ResNetBackbone",
     "StagedBackbone",
     "build_backbone",
+    "check_backbone",
+    "check_num_classes",
     "clone_stage",
     "find_pretrained_file",
     "load_imagenet_state_dict",
@@ -433,3 +435,15 @@ def clone_stage(
         raise ValueError(f"number of copies must be >= 1, got {count}")
     stage = getattr(source, name)
     return nn.ModuleList([copy.deepcopy(stage) for _ in range(count)])
+
+
+def check_num_classes(num_classes: int) -> None:
+    """Raise ``ValueError`` unless ``num_classes`` (a model's training identities) is a positive int."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+
+
+def check_backbone(backbone: object, name: str = "backbone") -> None:
+    """Raise ``TypeError`` unless ``backbone`` (the argument ``name``) follows the stage contract."""
+    if not isinstance(backbone, StagedBackbone):
+        raise TypeError(f"{name} must be a StagedBackbone (build_backbone), got {type(backbone).__name__}")

@@ -16,15 +16,10 @@ from reidlib.layers.cam import bias_free_weights
 from reidlib.layers.heads import bn_gap_classify, make_bn_gap_heads
 from reidlib.layers.init import init_classifier
 from reidlib.layers.pooling import GlobalPool
-from reidlib.models.backbone import FULL_WIDTH, StagedBackbone, build_backbone
+from reidlib.models.backbone import FULL_WIDTH, StagedBackbone, build_backbone, check_num_classes
 from reidlib.models.output import ReIDOutput
 
 __all__ = ["BNNeck", "IDEBN"]
-
-
-def _check_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
 
 
 class IDEBN(nn.Module):
@@ -70,7 +65,7 @@ class IDEBN(nn.Module):
         width: int = FULL_WIDTH,
     ) -> None:
         super().__init__()
-        _check_classes(num_classes)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.backbone = backbone if backbone is not None else build_backbone(
             depth, width, pretrained=pretrained, last_stride=last_stride, allow_random_init=allow_random_init
@@ -117,7 +112,7 @@ class BNNeck(nn.Module):
         width: int = FULL_WIDTH,
     ) -> None:
         super().__init__()
-        _check_classes(num_classes)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.backbone = backbone if backbone is not None else build_backbone(
             depth, width, pretrained=pretrained, last_stride=last_stride, allow_random_init=allow_random_init

@@ -81,7 +81,13 @@ from torch import Tensor, nn
 
 from reidlib.layers.cam import bias_free_weights
 from reidlib.layers.init import init_classifier
-from reidlib.models.backbone import STAGE_NAMES, StagedBackbone, clone_stage
+from reidlib.models.backbone import (
+    STAGE_NAMES,
+    StagedBackbone,
+    check_backbone,
+    check_num_classes,
+    clone_stage,
+)
 from reidlib.models.output import ReIDOutput
 
 __all__ = ["FMN", "GRN", "MASK_LAYERS", "MAX_LOG_MASK", "MixingNetwork", "feature_mask", "fmn_descriptor"]
@@ -240,11 +246,8 @@ class GRN(nn.Module):
 
     def __init__(self, num_classes: int, backbone: StagedBackbone, classifier_std: float = 0.001) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if not isinstance(backbone, StagedBackbone):
-            raise TypeError(f"backbone must be a StagedBackbone (build_backbone), "
-                            f"got {type(backbone).__name__}")
+        check_num_classes(num_classes)
+        check_backbone(backbone)
         self.num_classes = num_classes
         self.backbone = backbone
         self.feat_dim: int = backbone.out_channels
@@ -355,8 +358,7 @@ class FMN(nn.Module):
         super().__init__()
         if not isinstance(grn, GRN):
             raise TypeError(f"grn must be a GRN, got {type(grn).__name__}")
-        if not isinstance(lan_backbone, StagedBackbone):
-            raise TypeError(f"lan_backbone must be a StagedBackbone, got {type(lan_backbone).__name__}")
+        check_backbone(lan_backbone, "lan_backbone")
         if num_classes != grn.num_classes:
             raise ValueError(f"num_classes={num_classes} but the GRN classifies {grn.num_classes} identities")
         if mask_layer not in MASK_LAYERS:

@@ -68,7 +68,7 @@ from torch import Tensor, nn
 from reidlib.layers.attention import ChannelAttention, SpatialAttention
 from reidlib.layers.cam import bias_free_weights
 from reidlib.layers.init import init_classifier, init_kaiming
-from reidlib.models.backbone import StagedBackbone
+from reidlib.models.backbone import StagedBackbone, check_backbone, check_num_classes
 from reidlib.models.output import ReIDOutput
 
 __all__ = [
@@ -376,11 +376,8 @@ class HybridAttentionNet(nn.Module):
         classifier_std: float = 0.001,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if not isinstance(backbone, StagedBackbone):
-            raise TypeError(f"backbone must be a StagedBackbone (build_backbone), "
-                            f"got {type(backbone).__name__}")
+        check_num_classes(num_classes)
+        check_backbone(backbone)
         if local not in LOCAL_MODES:
             raise ValueError(f"local must be one of {LOCAL_MODES}, got {local!r}")
         self.num_classes = num_classes
