@@ -237,8 +237,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--root/--preset need --dataset")
     if args.device is not None:
         resolve_device(args.device, "--device")
-    if not Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such file")
     evaluate_checkpoint(cfg, args.checkpoint, device=args.device, flip=args.flip, rerank=args.rerank,
                         metric=args.metric, out_dir=args.out, inputs=(args.config,))
     return 0

@@ -289,14 +289,36 @@ def synth_config(cfg: DataConfig):
     return dataclasses.replace(base, name=f"{cfg.preset}-custom", **cfg.synth_overrides)
 
 
-def load_splits(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, Callable]:
-    """The dataset's splits and its ``image_source`` (:func:`reidlib.data.registry.open_dataset`)."""
-    if cfg.name == SYNTHREID and cfg.cache and progress:
+def load_splits(cfg: DataConfig, progress: bool = True, precache: bool | None = None
+                ) -> tuple[ReIDSplits, Callable]:
+    """The dataset's splits and its ``image_source`` (:func:`reidlib.data.registry.open_dataset`).
+
+    ``precache`` (default ``cfg.cache``): render every SynthReID image into memory up front; without it
+    an image is rendered when it is read (what an evaluation, which reads each test image once, wants).
+    """
+    precache = cfg.cache if precache is None else precache
+    if cfg.name == SYNTHREID and precache and progress:
         print(f"rendering SynthReID {cfg.preset} at {cfg.height}x{cfg.width} ...", flush=True)
     splits, source, _ = open_dataset(cfg.name, cfg.root, preset=synth_config(cfg), seed=cfg.synth_seed,
-                                     height=cfg.height, width=cfg.width, precache=cfg.cache,
+                                     height=cfg.height, width=cfg.width, precache=precache,
                                      progress=progress and sys.stderr.isatty(), **cfg.loader_kwargs)
     return splits, source
+
+
+def _loader_options(cfg: DataConfig) -> dict[str, Any]:
+    return {"num_workers": cfg.workers, "worker_init_fn": worker_init_fn if cfg.workers else None,
+            "pin_memory": torch.cuda.is_available()}
+
+
+def eval_loaders(cfg: DataConfig, splits: ReIDSplits, source: Callable) -> tuple[DataLoader, DataLoader]:
+    """Query and gallery loaders in record order through the test transform."""
+    test_tf = build_test_transform(cfg.height, cfg.width)
+
+    def loader(records: list) -> DataLoader:
+        return DataLoader(ImageDataset(records, test_tf, source), batch_size=cfg.test_batch_size,
+                          shuffle=False, **_loader_options(cfg))
+
+    return loader(splits.query), loader(splits.gallery)
 
 
 def build_data(cfg: DataConfig, seed: int, progress: bool = True) -> BaselineData:
@@ -308,17 +330,11 @@ def build_data(cfg: DataConfig, seed: int, progress: bool = True) -> BaselineDat
     splits, source = load_splits(cfg, progress=progress)
     train_tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad,
                                      random_erasing=cfg.random_erasing)
-    test_tf = build_test_transform(cfg.height, cfg.width)
     sampler = RandomIdentitySampler(splits.train, cfg.batch_size, cfg.num_instances, seed=seed)
-    common = {"num_workers": cfg.workers, "worker_init_fn": worker_init_fn if cfg.workers else None,
-              "pin_memory": torch.cuda.is_available()}
     train_loader = DataLoader(ImageDataset(splits.train, train_tf, source), batch_size=cfg.batch_size,
-                              sampler=sampler, drop_last=True, generator=make_generator(seed), **common)
-    query_loader = DataLoader(ImageDataset(splits.query, test_tf, source), batch_size=cfg.test_batch_size,
-                              shuffle=False, **common)
-    gallery_loader = DataLoader(ImageDataset(splits.gallery, test_tf, source), batch_size=cfg.test_batch_size,
-                                shuffle=False, **common)
-    return BaselineData(splits, train_loader, query_loader, gallery_loader)
+                              sampler=sampler, drop_last=True, generator=make_generator(seed),
+                              **_loader_options(cfg))
+    return BaselineData(splits, train_loader, *eval_loaders(cfg, splits, source))
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -508,15 +524,8 @@ def evaluation_file_name(checkpoint: str | os.PathLike[str], cfg: DataConfig) ->
 def build_eval_data(cfg: DataConfig, progress: bool = True) -> tuple[ReIDSplits, DataLoader, DataLoader]:
     """Query and gallery loaders only: SynthReID renders its test images as they are read, and no
     training image is prepared."""
-    splits, source, _ = open_dataset(cfg.name, cfg.root, preset=synth_config(cfg), seed=cfg.synth_seed,
-                                     height=cfg.height, width=cfg.width, precache=False,
-                                     progress=progress and sys.stderr.isatty(), **cfg.loader_kwargs)
-    test_tf = build_test_transform(cfg.height, cfg.width)
-    common = {"batch_size": cfg.test_batch_size, "shuffle": False, "num_workers": cfg.workers,
-              "worker_init_fn": worker_init_fn if cfg.workers else None,
-              "pin_memory": torch.cuda.is_available()}
-    return (splits, DataLoader(ImageDataset(splits.query, test_tf, source), **common),
-            DataLoader(ImageDataset(splits.gallery, test_tf, source), **common))
+    splits, source = load_splits(cfg, progress=progress, precache=False)
+    return (splits, *eval_loaders(cfg, splits, source))
 
 
 def evaluate_checkpoint(
