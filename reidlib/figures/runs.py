@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from reidlib.figures.style import OKABE_ITO, use_book_style
 from reidlib.results.store import RunRecord
 
-__all__ = ["history_column", "sweep_figure", "training_curves"]
+__all__ = ["arms_figure", "history_column", "sweep_figure", "training_curves"]
 
 
 def training_curves(records: Mapping[str, RunRecord], runs: Sequence[str],
@@ -84,3 +84,43 @@ def sweep_figure(ours: pd.DataFrame, paper: pd.DataFrame, x: str, xlabel: str, t
     return fig
 
 
+
+
+def arms_figure(points: pd.DataFrame, paper: Mapping[str, float] | None = None, metric: str = "mAP",
+                title: str = "", paper_label: str = "paper") -> Figure:
+    """One metric of several arms side by side: each seed of our arm a point, its seed mean a bar, and
+    (when given) the paper's value per arm as a diamond on a second y-axis (another dataset, so only the
+    ordering compares).
+
+    ``points`` has columns ``label`` (the arm, in display order), ``seed`` and ``metric`` (percent).
+    """
+    import matplotlib.pyplot as plt
+
+    use_book_style()
+    labels = list(dict.fromkeys(points["label"]))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.85 * len(labels) + 1.5), 3.8))
+    means = points.groupby("label", sort=False)[metric].mean().reindex(labels)
+    xs = range(len(labels))
+    ax.bar(xs, means.values, color=OKABE_ITO[0], alpha=0.35, width=0.6, label="ours, seed mean")
+    for i, label in enumerate(labels):
+        values = points.loc[points["label"] == label, metric]
+        ax.scatter([i] * len(values), values, s=18, color=OKABE_ITO[0], zorder=3,
+                   label="ours, each seed" if i == 0 else None)
+    ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel=f"{metric} (%), ours (SynthReID)", title=title)
+    finite = points[metric].dropna()
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        pad = max(1.0, 0.15 * (high - low))
+        ax.set_ylim(low - 2 * pad, high + pad)
+    handles, names = ax.get_legend_handles_labels()
+    if paper:
+        twin = ax.twinx()
+        values = [paper.get(label, float("nan")) for label in labels]
+        twin.scatter(list(xs), values, marker="D", s=26, color=OKABE_ITO[3], zorder=4, label=paper_label)
+        twin.set_ylabel(f"{metric} (%), {paper_label}", color=OKABE_ITO[3])
+        h2, n2 = twin.get_legend_handles_labels()
+        handles, names = handles + h2, names + n2
+    ax.legend(handles, names, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

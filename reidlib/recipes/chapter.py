@@ -42,6 +42,7 @@ from reidlib.data.dataset import ImageDataset
 from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
 from reidlib.data.registry import open_dataset
+from reidlib.data.samplers import RandomIdentitySampler
 from reidlib.engine.extract import Features
 from reidlib.engine.seeding import make_generator, seed_everything
 from reidlib.evaluation.rank import RankResult, evaluate
@@ -52,8 +53,8 @@ from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
     "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "backbone_weights",
-    "config_for", "evaluation_run", "load_data", "log_line", "run_all", "run_config", "seed_replicas",
-    "test_loader", "train_loader", "train_run", "within_family",
+    "config_for", "data_name", "evaluation_run", "load_data", "log_line", "run_all", "run_config",
+    "seed_replicas", "identity_loader", "test_loader", "train_loader", "train_run", "within_family",
 ]
 
 C = TypeVar("C", bound="ChapterConfig")
@@ -259,16 +260,34 @@ def load_data(cfg: ChapterConfig, data_root: str | os.PathLike | None = None) ->
     """SynthReID of ``cfg`` (preset, ``cfg.synth_seed``, ``cfg.render_size``) rendered once into memory,
     or the real dataset ``cfg.dataset`` under ``data_root``.
 
+    A config with a ``synth_domain`` field other than ``"a"`` (seed 003's cross-domain runs) gets that
+    SynthReID rendering domain (:func:`reidlib.data.synthetic.domain_config`), named
+    ``synthreid_<preset>_<domain>``.
+
     Raises:
         ValueError: a real dataset without ``data_root``.
     """
     if cfg.dataset != SYNTHREID and data_root is None:
         raise ValueError(f"dataset {cfg.dataset!r} needs data_root= (the folder holding it)")
     height, width = cfg.render_size
-    splits, source, synth = open_dataset(cfg.dataset, data_root, preset=cfg.synth_preset,
+    domain = str(getattr(cfg, "synth_domain", "a"))
+    preset: Any = cfg.synth_preset
+    if domain != "a":
+        from reidlib.data.synthetic import domain_config
+
+        preset = domain_config(cfg.synth_preset, domain)
+    splits, source, synth = open_dataset(cfg.dataset, data_root, preset=preset,
                                          seed=cfg.synth_seed, height=height, width=width)
-    name = f"synthreid_{cfg.synth_preset}" if synth is not None else cfg.dataset
-    return ChapterData(splits, source, synth, name)
+    return ChapterData(splits, source, synth, data_name(cfg))
+
+
+def data_name(cfg: ChapterConfig) -> str:
+    """The dataset name results files store for ``cfg``'s data: ``synthreid_<preset>`` (``_<domain>``
+    appended for a SynthReID domain other than ``"a"``) or the registry name of a real dataset."""
+    if cfg.dataset != SYNTHREID:
+        return cfg.dataset
+    domain = str(getattr(cfg, "synth_domain", "a"))
+    return f"synthreid_{cfg.synth_preset}" + ("" if domain == "a" else f"_{domain}")
 
 
 def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int, seed: int,
@@ -286,6 +305,21 @@ def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], ba
     return DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
                       generator=make_generator(seed), num_workers=num_workers,
                       persistent_workers=num_workers > 0)
+
+
+def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int,
+                    num_instances: int, seed: int) -> DataLoader:
+    """``P x K`` training batches (``P = batch_size // num_instances`` identities, ``K = num_instances``
+    images each; :class:`reidlib.data.samplers.RandomIdentitySampler`) for batch-hard triplet losses,
+    through ``transform``; the order of epoch ``e`` depends on ``(seed, e)`` only (the trainer calls
+    ``set_epoch``).
+
+    Raises:
+        ValueError: ``batch_size`` not a multiple of ``num_instances``, or fewer than ``P`` identities.
+    """
+    train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
+    sampler = RandomIdentitySampler(data.splits.train, batch_size, num_instances, seed=seed)
+    return DataLoader(train, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
 def test_loader(data: ChapterData, records: Sequence[Record], transform: Callable[[Any], torch.Tensor],

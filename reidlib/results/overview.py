@@ -33,7 +33,7 @@ PAPER_SUMMARY_COLUMNS = ("chapter", "dataset", "numbers", "settings", "metrics",
 PRETRAIN_CHAPTER = "pretrain"
 #: The baseline run of each chapter (its seed replicas are ``<run>_seed<k>``), in the book's order.
 BASELINE_RUNS: dict[str, str] = {"protocol": "baseline", "cama": "ide_bn", "reid_done_right": "rdr",
-                                 "fmn": "grn"}
+                                 "fmn": "grn", "hybrid_attention": "baseline"}
 #: Columns of :func:`pretrain_table`.
 PRETRAIN_COLUMNS = ("trunk", "key", "images", "identities", "epochs", "final train accuracy (%)",
                     "wall time (min)")
