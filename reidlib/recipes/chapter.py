@@ -53,8 +53,9 @@ from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
     "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "backbone_weights",
-    "config_for", "data_name", "evaluation_run", "load_data", "log_line", "run_all", "run_config",
-    "seed_replicas", "identity_loader", "test_loader", "train_loader", "train_run", "within_family",
+    "config_for", "data_name", "evaluation_run", "explanation_batch", "identity_loader", "load_data",
+    "log_line", "run_all", "run_config", "seed_replicas", "test_loader", "train_loader", "train_run",
+    "within_family",
 ]
 
 C = TypeVar("C", bound="ChapterConfig")
@@ -327,6 +328,27 @@ def test_loader(data: ChapterData, records: Sequence[Record], transform: Callabl
     """``records`` in order through ``transform`` (for feature extraction)."""
     dataset = ImageDataset(records, transform, image_source=data.image_source)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def explanation_batch(data: ChapterData, count: int, height: int, width: int, device: str = "cpu"
+                      ) -> tuple[list[Record], list[Any], torch.Tensor]:
+    """The training images a chapter's explanation scores are computed on: ``count`` records, one per
+    identity first (:func:`reidlib.data.records.one_per_identity`), their SynthReID renderings (with the
+    cue and part masks) and the test-transformed batch ``(count, 3, height, width)`` on ``device``.
+
+    Raises:
+        ValueError: real data (no cue masks to score against).
+    """
+    if data.synth is None:
+        raise ValueError(f"{data.name}: explanation scores need SynthReID's cue masks")
+    from reidlib.data.records import one_per_identity
+    from reidlib.data.transforms import build_test_transform
+
+    records = one_per_identity(data.splits.train, count)
+    items = [data.synth.render(r.path) for r in records]
+    tf = build_test_transform(height, width)
+    images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
+    return records, items, images
 
 
 def within_family(data: ChapterData, dist: torch.Tensor | np.ndarray, query: Features, gallery: Features

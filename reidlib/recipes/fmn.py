@@ -391,10 +391,7 @@ def mask_scores(model: FMN, cfg: FmnConfig, data: ChapterData, device: str = "cp
     from reidlib.explain.scores import cue_label_names, energy_in_mask
 
     model = model.to(device).eval()
-    records = one_per_identity(data.splits.train, cfg.explain_images)
-    items = [data.synth.render(r.path) for r in records]
-    tf = build_test_transform(cfg.height, cfg.width)
-    images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
+    _, items, images = chapter.explanation_batch(data, cfg.explain_images, cfg.height, cfg.width, device)
     excess = [upsample_map(m, item.cues.shape) for m, item in
               zip(model(images).extras["mask"].float().cpu() - 1.0, items, strict=True)]
 

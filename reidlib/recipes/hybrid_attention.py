@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from reidlib.data.records import Record, one_per_identity
+from reidlib.data.records import Record
 from reidlib.data.synthetic import DOMAINS
 from reidlib.data.transforms import build_test_transform, build_train_transform
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
@@ -414,10 +414,7 @@ def map_scores(model: HybridAttentionNet, cfg: HybridAttentionConfig, data: Chap
     from reidlib.explain.scores import body_label_values, energy_in_mask
 
     model = model.to(device).eval()
-    records = one_per_identity(data.splits.train, cfg.explain_images)
-    items = [data.synth.render(r.path) for r in records]
-    tf = build_test_transform(cfg.height, cfg.width)
-    images = torch.stack([tf(data.image_source(r.path)) for r in records]).to(device)
+    _, items, images = chapter.explanation_batch(data, cfg.explain_images, cfg.height, cfg.width, device)
     out = model(images)
     fused = out.feature_maps[0].float().cpu()
     bounds = np.cumsum([0, *model.stage_channels])

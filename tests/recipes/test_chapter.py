@@ -206,3 +206,16 @@ def test_the_world_is_drawn_with_data_seed_whatever_the_training_seed():
     assert ToyConfig(seed=2, data_seed=5).synth_seed == 5
     with pytest.raises(ValueError, match="data_seed"):
         ToyConfig(data_seed=-1)
+
+
+def test_explanation_batch_renders_one_image_per_identity_first():
+    from reidlib.recipes import hybrid_attention as ha
+
+    cfg = ha.config_for("smoke")
+    data = chapter.load_data(cfg)
+    records, items, images = chapter.explanation_batch(data, 5, cfg.height, cfg.width)
+    assert len({r.pid for r in records}) == 5 and images.shape == (5, 3, cfg.height, cfg.width)
+    assert all(item.cues.shape == (cfg.height, cfg.width) for item in items)
+    real = dataclasses.replace(data, synth=None, name="market1501")
+    with pytest.raises(ValueError, match="market1501: explanation scores need SynthReID"):
+        chapter.explanation_batch(real, 5, cfg.height, cfg.width)
