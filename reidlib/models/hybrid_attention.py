@@ -13,7 +13,8 @@ head per part``. The pieces:
   paper's SAM, Eq. 1) and :class:`~reidlib.layers.attention.ChannelAttention` (the paper's CAM, Eq. 2),
   in the order a string names (:func:`build_attention_plan`); the paper's model is ``"S+(c)+C"``.
 * **MGO** (Sec. 3.3, Eq. 3): parts cut from the fused map along its height (:func:`stripe_parts`).
-* **MPFE** (Sec. 3.4): :class:`MultiPoolHead` per part; without it, :class:`AvgPoolHead`.
+* **MPFE** (Sec. 3.4): :class:`MultiPoolHeads`, every part's head at once; without it,
+  :class:`AvgPoolHeads`.
 
 :class:`HybridAttentionNet` assembles them; ``stages=(4,), attention="none", local="global",
 mpfe=False`` is the plain ResNet baseline of Table 6 (stage 4, global average pooling, a classifier).
@@ -51,9 +52,10 @@ The objective (Eq. 4) is :class:`reidlib.losses.multi_part.MultiPartLoss`.
 6. **Triplet groups.** The public code computes one triplet loss per pyramid level, on the concatenated
    features of that level's parts (6 losses for 21 parts). The model reports each part's level in
    ``extras["part_levels"]``; :class:`reidlib.losses.multi_part.MultiPartLoss` groups by it.
-7. **Classifiers** are bias-free linear layers with ``N(0, 0.001^2)`` weights (the book's convention),
-   so ``ReIDOutput.class_weights`` has them; for the baseline the classifier sees the global average
-   pooling of ``feature_maps[0]``, so its class activation maps are exact (seed 000's Eq. 4).
+7. **Classifiers** are bias-free (one ``(num_classes, D)`` weight per part, stacked) with
+   ``N(0, 0.001^2)`` weights (the book's convention), so ``ReIDOutput.class_weights`` has them; for the
+   baseline the classifier sees the global average pooling of ``feature_maps[0]``, so its class
+   activation maps are exact (seed 000's Eq. 4).
 """
 
 from __future__ import annotations
@@ -66,8 +68,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reidlib.layers.attention import ChannelAttention, SpatialAttention
-from reidlib.layers.cam import bias_free_weights
-from reidlib.layers.init import init_classifier, init_kaiming
 from reidlib.models.backbone import StagedBackbone, check_backbone, check_num_classes
 from reidlib.models.output import ReIDOutput
 
@@ -75,13 +75,14 @@ __all__ = [
     "ATTENTION_ORDERS",
     "GRANULARITIES",
     "LOCAL_MODES",
-    "AvgPoolHead",
+    "AvgPoolHeads",
     "HybridAttentionNet",
-    "MultiPoolHead",
+    "MultiPoolHeads",
     "Part",
     "build_attention_plan",
     "piece_bounds",
     "part_rows",
+    "pool_parts",
     "stripe_parts",
 ]
 
@@ -230,81 +231,117 @@ def build_attention_plan(order: str, num_stages: int) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------- heads
 
 
-class MultiPoolHead(nn.Module):
-    """MPFE, the multi-pool feature extractor of one part (seed 003, Sec. 3.4, Fig. 5).
+def pool_parts(fused: Tensor, rows: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+    """Global max and average pooling of every part: ``(B, P, C)`` each, for parts covering ``rows``
+    (``[start, stop)`` of ``fused`` ``(B, C, h, w)``). Rows are reduced first, so each part costs a
+    reduction over ``(B, C, rows)`` instead of ``(B, C, rows, w)``."""
+    row_max, row_sum = fused.amax(dim=3), fused.sum(dim=3)
+    width = fused.shape[3]
+    maxes = torch.stack([row_max[:, :, a:b].amax(dim=2) for a, b in rows], dim=1)
+    means = torch.stack([row_sum[:, :, a:b].sum(dim=2) / ((b - a) * width) for a, b in rows], dim=1)
+    return maxes, means
 
-    ``x`` ``(B, C, h, w)`` -> ``[GMP(x); GAP(x)]`` ``(B, 2C)`` -> 1x1 conv to ``reduce_dim`` -> BN ->
-    ReLU (or LeakyReLU) -> FC to ``feat_dim`` = the triplet feature -> BN = the test vector -> bias-free
-    classifier = the identity scores.
+
+class MultiPoolHeads(nn.Module):
+    """MPFE, the multi-pool feature extractor (seed 003, Sec. 3.4, Fig. 5), of ``P`` parts at once.
+
+    Per part ``p``: ``[GMP(x_p); GAP(x_p)]`` ``(B, 2C)`` -> 1x1 conv to ``reduce_dim`` -> BN -> ReLU (or
+    LeakyReLU) -> FC to ``feat_dim`` = the triplet feature -> BN = the test vector -> bias-free classifier
+    = the identity scores. The parts' weights are stacked (``reduce`` ``(P, reduce_dim, 2C)``, ``fc``
+    ``(P, feat_dim, reduce_dim)``, ``classifier`` ``(P, num_classes, feat_dim)``) and applied with one
+    batched product each: the same arithmetic as ``P`` separate heads (a 1x1 convolution of a 1x1 map is
+    a matrix product, and a BatchNorm over ``P * d`` channels normalises each part's channels on their
+    own), but a handful of operations instead of ``P`` times as many, which is what the CPU pays for with
+    21 small heads. The 1x1 conv and the FC have no bias (each is followed by a BN).
 
     Args:
         in_channels: ``C``.
+        num_parts: ``P``.
         num_classes: training identities.
         reduce_dim: output channels of the 1x1 conv (256 in the paper).
         feat_dim: the FC's output (512 in the paper).
         negative_slope: 0 = ReLU (the paper), 0.1 = the public code's LeakyReLU.
-        classifier_std: std of the classifier's initial weights.
+        classifier_std: std of the classifiers' initial weights.
 
-    ``forward(x)`` returns ``(feature, vector, logits)``: ``(B, feat_dim)``, ``(B, feat_dim)``,
-    ``(B, num_classes)``.
+    ``forward(fused, rows)`` returns ``(features, vectors, logits)``: ``(B, P, feat_dim)``,
+    ``(B, P, feat_dim)``, ``(B, P, num_classes)``.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, reduce_dim: int = 256, feat_dim: int = 512,
-                 negative_slope: float = 0.0, classifier_std: float = 0.001) -> None:
+    def __init__(self, in_channels: int, num_parts: int, num_classes: int, reduce_dim: int = 256,
+                 feat_dim: int = 512, negative_slope: float = 0.0, classifier_std: float = 0.001) -> None:
         super().__init__()
-        if min(in_channels, num_classes, reduce_dim, feat_dim) < 1:
-            raise ValueError("in_channels, num_classes, reduce_dim and feat_dim must be >= 1")
+        if min(in_channels, num_parts, num_classes, reduce_dim, feat_dim) < 1:
+            raise ValueError("in_channels, num_parts, num_classes, reduce_dim and feat_dim must be >= 1")
         if negative_slope < 0:
             raise ValueError(f"negative_slope must be >= 0, got {negative_slope}")
-        self.feat_dim = feat_dim
-        self.reduce = nn.Conv2d(2 * in_channels, reduce_dim, 1, bias=False)
-        self.reduce_bn = nn.BatchNorm2d(reduce_dim)
-        self.act: nn.Module = (nn.ReLU(inplace=True) if negative_slope == 0
-                               else nn.LeakyReLU(negative_slope, inplace=True))
-        self.fc = nn.Linear(reduce_dim, feat_dim, bias=False)
-        self.bn = nn.BatchNorm1d(feat_dim)
-        self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
-        for module in (self.reduce, self.reduce_bn, self.fc, self.bn):
-            init_kaiming(module)
-        init_classifier(self.classifier, classifier_std)
+        if classifier_std <= 0:
+            raise ValueError(f"classifier init std must be > 0, got {classifier_std}")
+        self.num_parts, self.feat_dim, self.negative_slope = num_parts, feat_dim, negative_slope
+        # He-normal as reidlib.layers.init.init_kaiming: fan_in for the (1x1) convolution, fan_out for the FC.
+        self.reduce = nn.Parameter(torch.randn(num_parts, reduce_dim, 2 * in_channels)
+                                   * (2.0 / (2 * in_channels)) ** 0.5)
+        self.reduce_bn = nn.BatchNorm1d(num_parts * reduce_dim)
+        self.fc = nn.Parameter(torch.randn(num_parts, feat_dim, reduce_dim) * (2.0 / feat_dim) ** 0.5)
+        self.bn = nn.BatchNorm1d(num_parts * feat_dim)
+        self.classifier = nn.Parameter(torch.randn(num_parts, num_classes, feat_dim) * classifier_std)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pooled = torch.cat([F.adaptive_max_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)], dim=1)
-        reduced = self.act(self.reduce_bn(self.reduce(pooled))).flatten(1)
-        feature = self.fc(reduced)
-        vector = self.bn(feature)
-        return feature, vector, self.classifier(vector)
+    def forward(self, fused: Tensor, rows: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor, Tensor]:
+        if len(rows) != self.num_parts:
+            raise ValueError(f"{len(rows)} part row ranges for {self.num_parts} heads")
+        maxes, means = pool_parts(fused, rows)
+        pooled = torch.cat([maxes, means], dim=2)
+        b, p = pooled.shape[:2]
+        reduced = torch.einsum("bpc,prc->bpr", pooled, self.reduce)
+        reduced = F.leaky_relu(self.reduce_bn(reduced.reshape(b, -1)), self.negative_slope).reshape(b, p, -1)
+        features = torch.einsum("bpr,pdr->bpd", reduced, self.fc)
+        vectors = self.bn(features.reshape(b, -1)).reshape(b, p, -1)
+        return features, vectors, torch.einsum("bpd,pkd->bpk", vectors, self.classifier)
+
+    def class_weights(self) -> list[Tensor]:
+        """Each part's ``(num_classes, feat_dim)`` classifier weight (views of the parameter, so a loss on
+        them trains it)."""
+        return list(self.classifier.unbind(0))
 
 
-class AvgPoolHead(nn.Module):
-    """A part head without MPFE (module docstring, reading 5): ``GAP(x)``, an optional BN, a bias-free
-    classifier.
+class AvgPoolHeads(nn.Module):
+    """Part heads without MPFE (module docstring, reading 5), ``P`` at once: per part ``GAP(x_p)``, an
+    optional BN, a bias-free classifier (weights stacked as ``(P, num_classes, C)``).
 
     Args:
         in_channels: ``C``.
+        num_parts: ``P``.
         num_classes: training identities.
-        bn: put a ``BatchNorm1d`` between pooling and classifier (IDE+BN); without it (the default) the
-            head is a plain ResNet's.
-        classifier_std: std of the classifier's initial weights.
+        bn: put a BN between pooling and classifier (IDE+BN); without it (the default) a head is a plain
+            ResNet's.
+        classifier_std: std of the classifiers' initial weights.
 
-    ``forward(x)``, ``x`` ``(B, C, h, w)``, returns ``(feature, vector, logits)``: ``GAP(x)`` ``(B, C)``,
-    the test vector (``BN(GAP(x))`` or ``GAP(x)``) ``(B, C)`` and ``(B, num_classes)`` scores of it.
+    ``forward(fused, rows)`` returns ``(features, vectors, logits)``: ``GAP(x_p)`` ``(B, P, C)``, the test
+    vectors (``BN(GAP(x_p))`` or ``GAP(x_p)``) ``(B, P, C)`` and ``(B, P, num_classes)`` scores of them.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, bn: bool = False,
+    def __init__(self, in_channels: int, num_parts: int, num_classes: int, bn: bool = False,
                  classifier_std: float = 0.001) -> None:
         super().__init__()
-        if min(in_channels, num_classes) < 1:
-            raise ValueError("in_channels and num_classes must be >= 1")
-        self.feat_dim = in_channels
-        self.bn: nn.Module | None = nn.BatchNorm1d(in_channels) if bn else None
-        self.classifier = nn.Linear(in_channels, num_classes, bias=False)
-        init_classifier(self.classifier, classifier_std)
+        if min(in_channels, num_parts, num_classes) < 1:
+            raise ValueError("in_channels, num_parts and num_classes must be >= 1")
+        if classifier_std <= 0:
+            raise ValueError(f"classifier init std must be > 0, got {classifier_std}")
+        self.num_parts, self.feat_dim = num_parts, in_channels
+        self.bn: nn.Module | None = nn.BatchNorm1d(num_parts * in_channels) if bn else None
+        self.classifier = nn.Parameter(torch.randn(num_parts, num_classes, in_channels) * classifier_std)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        feature = x.mean(dim=(2, 3))
-        vector = feature if self.bn is None else self.bn(feature)
-        return feature, vector, self.classifier(vector)
+    def forward(self, fused: Tensor, rows: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor, Tensor]:
+        if len(rows) != self.num_parts:
+            raise ValueError(f"{len(rows)} part row ranges for {self.num_parts} heads")
+        features = pool_parts(fused, rows)[1]
+        vectors = features
+        if self.bn is not None:
+            vectors = self.bn(features.flatten(1)).reshape(features.shape)
+        return features, vectors, torch.einsum("bpc,pkc->bpk", vectors, self.classifier)
+
+    def class_weights(self) -> list[Tensor]:
+        """Each part's ``(num_classes, C)`` classifier weight (views of the parameter)."""
+        return list(self.classifier.unbind(0))
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -329,7 +366,7 @@ class HybridAttentionNet(nn.Module):
         attention: an order of Table 9 (:data:`ATTENTION_ORDERS`, :func:`build_attention_plan`).
         local: ``"mgo"`` (Sec. 3.3), ``"pcb"`` (uniform stripes, Table 7) or ``"global"`` (one part, the
             whole map).
-        mpfe: MPFE heads (:class:`MultiPoolHead`); ``False``: :class:`AvgPoolHead`.
+        mpfe: MPFE heads (:class:`MultiPoolHeads`); ``False``: :class:`AvgPoolHeads`.
         num_stripes: ``k``, the stripes of MGO's bottom level and of PCB (6).
         granularity: MGO's reading (:func:`stripe_parts`); only for ``local="mgo"``.
         sam_kernel: kernel of every spatial attention (7; Eq. 1).
@@ -407,14 +444,13 @@ class HybridAttentionNet(nn.Module):
             self.parts = [Part(0, 0, 1, 0)]
         self.part_levels = [p.level for p in self.parts]
         self.mpfe = mpfe
-        heads: list[nn.Module] = []
-        for _ in self.parts:
-            if mpfe:
-                heads.append(MultiPoolHead(self.fused_channels, num_classes, reduce_dim, feat_dim,
-                                           mpfe_negative_slope, classifier_std))
-            else:
-                heads.append(AvgPoolHead(self.fused_channels, num_classes, head_bn, classifier_std))
-        self.heads = nn.ModuleList(heads)
+        self.heads: MultiPoolHeads | AvgPoolHeads
+        width, count = self.fused_channels, len(self.parts)
+        if mpfe:
+            self.heads = MultiPoolHeads(width, count, num_classes, reduce_dim, feat_dim, mpfe_negative_slope,
+                                        classifier_std)
+        else:
+            self.heads = AvgPoolHeads(width, count, num_classes, head_bn, classifier_std)
 
     # -- MFF --------------------------------------------------------------------------------------
 
@@ -487,21 +523,16 @@ class HybridAttentionNet(nn.Module):
         fused, extras = self.fuse(x)
         height = fused.shape[2]
         rows = [part_rows(p, height) for p in self.parts]
-        logits, features, vectors = [], [], []
-        for head, (start, stop) in zip(self.heads, rows, strict=True):
-            feature, vector, score = head(fused[:, :, start:stop])
-            features.append(feature)
-            vectors.append(vector)
-            logits.append(score)
+        features, vectors, logits = self.heads(fused, rows)
         extras["part_levels"] = torch.tensor(self.part_levels, dtype=torch.long, device=x.device)
         extras["part_rows"] = torch.tensor(rows, dtype=torch.long, device=x.device)
         return ReIDOutput(
-            logits=logits,
-            features=features,
+            logits=list(logits.unbind(1)),
+            features=list(features.unbind(1)),
             feature_maps=[fused],
-            embedding=torch.cat(vectors, dim=1),
+            embedding=vectors.flatten(1),
             extras=extras,
-            class_weights=bias_free_weights(h.classifier for h in self.heads),
+            class_weights=self.heads.class_weights(),
         )
 
     def extra_repr(self) -> str:

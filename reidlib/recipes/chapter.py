@@ -53,9 +53,9 @@ from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
     "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "backbone_weights",
-    "config_for", "data_name", "evaluation_run", "explanation_batch", "identity_loader", "load_data",
-    "log_line", "run_all", "run_config", "seed_replicas", "test_loader", "train_loader", "train_run",
-    "within_family",
+    "cached_test_batches", "config_for", "data_name", "evaluation_run", "explanation_batch",
+    "identity_loader", "load_data", "log_line", "run_all", "run_config", "seed_replicas", "test_loader",
+    "train_loader", "train_run", "within_family",
 ]
 
 C = TypeVar("C", bound="ChapterConfig")
@@ -328,6 +328,28 @@ def test_loader(data: ChapterData, records: Sequence[Record], transform: Callabl
     """``records`` in order through ``transform`` (for feature extraction)."""
     dataset = ImageDataset(records, transform, image_source=data.image_source)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+def cached_test_batches(data: ChapterData, records: Sequence[Record],
+                        transform: Callable[[Any], torch.Tensor], key: Any, image_size: tuple[int, int],
+                        batch_size: int = 128, max_bytes: int = 2 << 30) -> Iterable[dict[str, Any]]:
+    """The batches of :func:`test_loader` (``records`` through ``transform``), computed once per ``key``
+    and kept in ``data.cache``: every model of a chapter is tested on the same images, so decoding and
+    transforming them once saves that work for every further run (about half of an extraction's time
+    for a small network). A set larger than ``max_bytes`` as float32 ``(3, *image_size)`` tensors (a
+    real dataset at the paper's input size) is streamed each time instead.
+
+    Args:
+        key: names the set, e.g. ``("gallery", misalignment)``; the same key must mean the same
+            ``records`` and ``transform``.
+    """
+    height, width = image_size
+    if len(records) * 3 * height * width * 4 > max_bytes:
+        return test_loader(data, records, transform, batch_size)
+    cache_key = ("test batches", key)
+    if cache_key not in data.cache:
+        data.cache[cache_key] = list(test_loader(data, records, transform, batch_size))
+    return data.cache[cache_key]
 
 
 def explanation_batch(data: ChapterData, count: int, height: int, width: int, device: str = "cpu"

@@ -89,7 +89,8 @@ def table10(records: Mapping[str, RunRecord]) -> pd.DataFrame:
 
 def table8(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     """Table 8, cross-domain: the paper's Duke -> Market and Market -> Duke beside ours, SynthReID a -> b
-    (the Table 6 runs tested on domain b) and b -> a (the runs trained on domain b)."""
+    (the domain-a baseline and full model tested on domain b) and b -> a (the two trained on domain b);
+    the middle rows are not run across domains."""
     b_runs = {setting: run for setting, run in DOMAIN_B_RUNS.items()}
     rows = []
     for setting, run in TABLE6_RUNS.items():

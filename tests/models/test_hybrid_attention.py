@@ -12,13 +12,14 @@ from reidlib.losses.multi_part import MultiPartLoss
 from reidlib.models.backbone import build_backbone
 from reidlib.models.hybrid_attention import (
     ATTENTION_ORDERS,
-    AvgPoolHead,
+    AvgPoolHeads,
     HybridAttentionNet,
-    MultiPoolHead,
+    MultiPoolHeads,
     Part,
     build_attention_plan,
     part_rows,
     piece_bounds,
+    pool_parts,
     stripe_parts,
 )
 
@@ -155,16 +156,25 @@ def test_pyramid_and_uniform_parts():
 
 
 def test_each_head_sees_its_parts_rows():
-    model = _model(classes=3)
-    heights = []
-    for head in model.heads:
-        head.register_forward_hook(lambda m, inputs, out: heights.append(inputs[0].shape[2]))
+    model = _model(classes=3, mpfe=False)  # GAP heads: each part's feature is the mean of its rows
     out = model(torch.randn(2, 3, 128, 64))  # fused map 8x4: stripes of 1, 2, 1, 1, 2, 1 rows
     rows = out.extras["part_rows"].tolist()
     assert rows[:3] == [[0, 8], [0, 7], [1, 8]]
     assert rows[-6:] == [[0, 1], [1, 3], [3, 4], [4, 5], [5, 7], [7, 8]]
-    assert heights == [stop - start for start, stop in rows]
+    fused = out.feature_maps[0]
+    for feature, (start, stop) in zip(out.features, rows, strict=True):
+        assert torch.allclose(feature, fused[:, :, start:stop].mean(dim=(2, 3)), atol=1e-6)
     assert out.extras["part_levels"].tolist() == [p.level for p in stripe_parts(6)]
+
+
+def test_pool_parts_is_max_and_mean_of_each_row_range():
+    x = torch.randn(2, 5, 6, 3)
+    rows = [(0, 6), (1, 3), (5, 6)]
+    maxes, means = pool_parts(x, rows)
+    assert maxes.shape == means.shape == (2, 3, 5)
+    for p, (a, b) in enumerate(rows):
+        assert torch.allclose(maxes[:, p], x[:, :, a:b].amax(dim=(2, 3)))
+        assert torch.allclose(means[:, p], x[:, :, a:b].mean(dim=(2, 3)), atol=1e-6)
 
 
 def test_too_short_maps_are_refused():
@@ -176,24 +186,35 @@ def test_too_short_maps_are_refused():
 # --------------------------------------------------------------------------------------------- MPFE
 
 
-def test_mpfe_sizes_and_computation():
+def test_mpfe_sizes_and_computation_part_by_part():
     torch.manual_seed(0)
-    head = MultiPoolHead(40, 7).eval()
-    x = torch.randn(3, 40, 2, 4)
-    feature, vector, logits = head(x)
-    assert feature.shape == vector.shape == (3, 512)
-    assert logits.shape == (3, 7)
-    assert head.reduce.weight.shape == (256, 80, 1, 1)
-    assert head.classifier.bias is None
-    pooled = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)  # max, then average
-    z = pooled @ head.reduce.weight.flatten(1).t()  # the 1x1 conv on a 1x1 map
-    bn = head.reduce_bn
-    z = torch.relu((z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias)
-    assert torch.allclose(feature, z @ head.fc.weight.t(), atol=1e-5)
-    assert torch.allclose(logits, head.bn(feature) @ head.classifier.weight.t(), atol=1e-6)
-    leaky = MultiPoolHead(40, 7, reduce_dim=8, feat_dim=16, negative_slope=0.1)
-    assert isinstance(leaky.act, torch.nn.LeakyReLU) and leaky.act.negative_slope == 0.1
-    assert [t.shape[1] for t in leaky(x)] == [16, 16, 7]
+    heads = MultiPoolHeads(40, 2, 7).eval()
+    with torch.no_grad():  # non-trivial BN statistics, different per part
+        for bn in (heads.reduce_bn, heads.bn):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 40, 4, 4)
+    rows = [(0, 4), (2, 4)]
+    features, vectors, logits = heads(x, rows)
+    assert features.shape == vectors.shape == (3, 2, 512) and logits.shape == (3, 2, 7)
+    assert heads.reduce.shape == (2, 256, 80) and heads.classifier.shape == (2, 7, 512)
+    for p, (a, b) in enumerate(rows):  # what one head of Sec. 3.4 computes, written out for part p
+        part = x[:, :, a:b]
+        pooled = torch.cat([part.amax(dim=(2, 3)), part.mean(dim=(2, 3))], dim=1)  # max, then average
+        z = pooled @ heads.reduce[p].t()  # the 1x1 conv on a 1x1 map
+        bn = slice(256 * p, 256 * (p + 1))
+        z = (z - heads.reduce_bn.running_mean[bn]) / torch.sqrt(heads.reduce_bn.running_var[bn] + 1e-5)
+        z = torch.relu(z * heads.reduce_bn.weight[bn] + heads.reduce_bn.bias[bn])
+        feature = z @ heads.fc[p].t()
+        assert torch.allclose(features[:, p], feature, atol=1e-5)
+        fb = slice(512 * p, 512 * (p + 1))
+        vector = (feature - heads.bn.running_mean[fb]) / torch.sqrt(heads.bn.running_var[fb] + 1e-5)
+        assert torch.allclose(vectors[:, p], vector, atol=1e-5)
+        assert torch.allclose(logits[:, p], vector @ heads.classifier[p].t(), atol=1e-5)
+    leaky = MultiPoolHeads(40, 1, 7, reduce_dim=8, feat_dim=16, negative_slope=0.1)
+    assert leaky.negative_slope == 0.1 and [t.shape[2] for t in leaky(x, [(0, 4)])] == [16, 16, 7]
+    with pytest.raises(ValueError, match="1 part row ranges for 2 heads"):
+        heads(x, [(0, 4)])
 
 
 def test_full_model_outputs():
@@ -208,13 +229,13 @@ def test_full_model_outputs():
     assert out.extras["spatial_attention"].shape == (4, 4, 8, 4)  # one map per stage
     assert out.extras["channel_attention"].shape == (4, 240)
     # The embedding is every part's BN'd vector; the triplet features are the vectors before that BN.
-    vectors = torch.stack([h.bn(f) for h, f in zip(model.heads, out.features, strict=True)], dim=1)
-    assert torch.allclose(out.embedding, vectors.flatten(1), atol=1e-5)
+    vectors = model.heads.bn(torch.stack(out.features, dim=1).flatten(1))
+    assert torch.allclose(out.embedding, vectors, atol=1e-5)
 
 
 def test_mpfe_off_heads_and_pcb():
     model = _model(local="pcb", mpfe=False)
-    assert len(model.parts) == 6 and all(isinstance(h, AvgPoolHead) and h.bn is None for h in model.heads)
+    assert len(model.parts) == 6 and isinstance(model.heads, AvgPoolHeads) and model.heads.bn is None
     out = model(torch.randn(2, 3, 128, 64))
     assert [tuple(r) for r in out.extras["part_rows"].tolist()] == [(0, 1), (1, 3), (3, 4), (4, 5), (5, 7),
                                                                      (7, 8)]
@@ -223,7 +244,7 @@ def test_mpfe_off_heads_and_pcb():
     assert torch.allclose(out.features[1], fused[:, :, 1:3].mean(dim=(2, 3)), atol=1e-6)
     assert out.embedding.shape == (2, 6 * 240)
     with_bn = _model(local="global", mpfe=False, head_bn=True)
-    assert isinstance(with_bn.heads[0].bn, torch.nn.BatchNorm1d)
+    assert isinstance(with_bn.heads.bn, torch.nn.BatchNorm1d)
 
 
 # ---------------------------------------------------------------------------------------- attention
@@ -337,7 +358,7 @@ def test_baseline_is_a_plain_global_resnet():
     gap = maps.mean(dim=(2, 3))
     assert torch.allclose(out.feature_maps[0], maps, atol=1e-6)
     assert len(out.logits) == 1
-    assert torch.allclose(out.logits[0], gap @ model.heads[0].classifier.weight.t(), atol=1e-6)
+    assert torch.allclose(out.logits[0], gap @ model.heads.classifier[0].t(), atol=1e-6)
     assert torch.allclose(out.features[0], gap) and torch.allclose(out.embedding, gap)
     cams = class_activation_map(out.feature_maps[0], out.class_weights[0])
     assert torch.allclose(cams.mean(dim=(2, 3)), out.logits[0], atol=1e-6)  # scores are GAP of CAMs
@@ -351,6 +372,8 @@ def test_training_step_reaches_every_part_of_the_model():
     loss.backward()
     assert set(logs) == {"id", "triplet", "acc"}
     for module in (model.backbone.layer1, model.spatial_attention[0], model.channel_attention[0],
-                   model.heads[0], model.heads[20]):
+                   model.heads):
         assert all(p.grad is not None and bool(p.grad.abs().sum() > 0)
                    for p in module.parameters() if p.requires_grad)
+    for weights in (model.heads.reduce, model.heads.fc, model.heads.classifier):  # every part's own head
+        assert bool((weights.grad.flatten(1).abs().sum(dim=1) > 0).all())

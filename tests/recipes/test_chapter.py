@@ -219,3 +219,26 @@ def test_explanation_batch_renders_one_image_per_identity_first():
     real = dataclasses.replace(data, synth=None, name="market1501")
     with pytest.raises(ValueError, match="market1501: explanation scores need SynthReID"):
         chapter.explanation_batch(real, 5, cfg.height, cfg.width)
+
+
+def test_cached_test_batches_equal_the_loader_and_are_kept_once():
+    from reidlib.data.transforms import build_test_transform
+
+    data = chapter.load_data(_ha_smoke())
+    cfg = _ha_smoke()
+    tf = build_test_transform(cfg.height, cfg.width)
+    records = data.splits.gallery
+    first = chapter.cached_test_batches(data, records, tf, "gallery", (cfg.height, cfg.width), batch_size=16)
+    assert chapter.cached_test_batches(data, records, tf, "gallery", (cfg.height, cfg.width)) is first
+    streamed = list(chapter.test_loader(data, records, tf, batch_size=16))
+    assert len(first) == len(streamed)
+    for a, b in zip(first, streamed, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["pid"], b["pid"])
+    too_big = chapter.cached_test_batches(data, records, tf, "big", (cfg.height, cfg.width), max_bytes=1)
+    assert not isinstance(too_big, list) and ("test batches", "big") not in data.cache
+
+
+def _ha_smoke():
+    from reidlib.recipes import hybrid_attention as ha
+
+    return ha.config_for("smoke")

@@ -117,7 +117,7 @@ def test_smoke_runs_store_what_the_tables_read(smoke):
     assert list(runs) == names
     base_metrics, pcb, b = runs["baseline"].metrics, runs["hybrid_pcb"].metrics, runs["hybrid_b"].metrics
     assert 0 <= base_metrics["trapezoid_mAP"] <= 1 and "family" in base_metrics
-    assert "cross" in base_metrics and "cross" in b and "cross" not in pcb  # Table 8: Table 6 rows only
+    assert "cross" in base_metrics and "cross" in b and "cross" not in pcb  # Table 8: first and last rows
     assert set(pcb["misaligned"]) == {"j10", "j20"} and "misaligned" not in runs["stages_3"].metrics
     assert runs["hybrid_b"].record.dataset == "synthreid_tiny_b"
     assert runs["hybrid_b"].record.extra["cross_domain"] == "synthreid_tiny"
