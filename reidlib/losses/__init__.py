@@ -1,6 +1,6 @@
 """Losses. Identity and metric losses shared by the chapters; paper-specific ones live beside them
 (``reidlib.losses.oap`` for CAMA, ``reidlib.losses.fmn_rank`` for FMN, ``reidlib.losses.multi_part`` for
-the hybrid-attention network).
+the hybrid-attention network, ``reidlib.losses.per_stage`` for BDB and PMM).
 
 Tensor functions (``cross_entropy_label_smoothing``, ``batch_hard_triplet_loss``, ``ranking_triplet_loss``)
 do the maths; the loss objects (:class:`IdentityLoss`, :class:`BatchHardTripletLoss`,
