@@ -43,7 +43,7 @@ from reidlib.losses.oap import (
 from reidlib.models.backbone import NARROW_DEPTHS, build_backbone
 from reidlib.models.cama import CAMA, select_branches
 from reidlib.recipes import chapter
-from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, RunContext
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, InputSizes, RunContext
 from reidlib.results.store import RunRecord
 
 CHAPTER = "cama"
@@ -68,7 +68,7 @@ CLAIM_ARMS: tuple[str, ...] = ("ide_bn", "mltb_lid", "cama_n2", "cama_n3", "cama
 
 
 @dataclass
-class CamaConfig(ChapterConfig):
+class CamaConfig(InputSizes, ChapterConfig):
     """Everything that defines one CAMA training run (stored with its results).
 
     The fields of :class:`~reidlib.recipes.chapter.ChapterConfig` (``scale``, ``dataset``,
@@ -145,16 +145,6 @@ class CamaConfig(ChapterConfig):
             if bad or not self.test_branches:
                 raise ValueError(f"test_branches {self.test_branches} must index 0..{self.num_branches - 1}")
 
-    @property
-    def render_size(self) -> tuple[int, int]:
-        """SynthReID is rendered at the input size."""
-        return self.height, self.width
-
-    @property
-    def map_size(self) -> tuple[int, int]:
-        """``(h, w)`` of the stage-4 maps."""
-        stride = 16 if self.last_stride == 1 else 32
-        return self.height // stride, self.width // stride
 
     @property
     def k(self) -> int:

@@ -52,7 +52,8 @@ from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse, to_jsonab
 from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
-    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "RunContext", "backbone_weights",
+    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "InputSizes", "RunContext",
+    "backbone_weights",
     "cached_test_batches", "config_for", "data_name", "evaluation_run", "explanation_batch",
     "identity_loader", "load_data", "log_line", "run_all", "run_config", "seed_replicas", "test_loader",
     "train_loader", "train_run", "within_family",
@@ -107,6 +108,26 @@ class ChapterConfig:
     def render_size(self) -> tuple[int, int]:
         """``(height, width)`` SynthReID renders its images at."""
         raise NotImplementedError(f"{type(self).__name__} must define render_size")
+
+
+class InputSizes:
+    """``render_size`` and ``map_size`` of a chapter config with ``height``, ``width`` and ``last_stride``
+    fields (put it before :class:`ChapterConfig` among the bases)."""
+
+    height: int
+    width: int
+    last_stride: int
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """SynthReID is rendered at the input size."""
+        return self.height, self.width
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the stage-4 maps: stride 16 with ``last_stride=1``, 32 otherwise."""
+        stride = 16 if self.last_stride == 1 else 32
+        return self.height // stride, self.width // stride
 
 
 def config_for(configs: Mapping[str, C], scale: str | None = None, **overrides: Any) -> C:

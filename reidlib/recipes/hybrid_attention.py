@@ -60,7 +60,7 @@ from reidlib.models.hybrid_attention import (
     build_attention_plan,
 )
 from reidlib.recipes import chapter
-from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, RunContext
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, InputSizes, RunContext
 
 CHAPTER = "hybrid_attention"
 #: Training seeds of every arm a claim compares, besides the config's own (0).
@@ -71,7 +71,7 @@ MISALIGNMENTS: tuple[float, ...] = (0.1, 0.2)
 
 
 @dataclass
-class HybridAttentionConfig(ChapterConfig):
+class HybridAttentionConfig(InputSizes, ChapterConfig):
     """Everything that defines one run of seed 003's network (stored with its results).
 
     The fields of :class:`~reidlib.recipes.chapter.ChapterConfig`, and:
@@ -173,16 +173,6 @@ class HybridAttentionConfig(ChapterConfig):
             raise ValueError(f"{name}: random_erasing must be in [0, 1] and label_smoothing in [0, 1), got "
                              f"{self.random_erasing}, {self.label_smoothing}")
 
-    @property
-    def render_size(self) -> tuple[int, int]:
-        """SynthReID is rendered at the input size."""
-        return self.height, self.width
-
-    @property
-    def map_size(self) -> tuple[int, int]:
-        """``(h, w)`` of the fused map MGO cuts (stage 4's, stride 16 with ``last_stride=1``)."""
-        stride = 16 if self.last_stride == 1 else 32
-        return self.height // stride, self.width // stride
 
 
 #: The configs of the three scales. ``full`` is Sec. 4.1's recipe. ``cpu`` fine-tunes the quarter-width

@@ -48,7 +48,7 @@ from reidlib.models.backbone import NARROW_DEPTHS, build_backbone
 from reidlib.models.output import ReIDOutput
 from reidlib.models.pmm import GUIDANCES, MIXES, PARTNERS, BDBNet, PMMNet
 from reidlib.recipes import chapter
-from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, RunContext
+from reidlib.recipes.chapter import ChapterConfig, ChapterData, ChapterRun, InputSizes, RunContext
 
 CHAPTER = "pmm"
 #: Training seeds of every arm a claim compares, besides the config's own (0).
@@ -60,7 +60,7 @@ K_SWEEP: tuple[int, ...] = (1, 3, 6, 8, 12)
 
 
 @dataclass
-class PmmConfig(ChapterConfig):
+class PmmConfig(InputSizes, ChapterConfig):
     """Everything that defines one BDB or PMM run (stored with its results).
 
     Attributes:
@@ -79,6 +79,7 @@ class PmmConfig(ChapterConfig):
         lr, weight_decay, epochs, warmup_epochs, lr_milestones, lr_gamma: Adam and its schedule (the public
             code: 1e-3, 5e-4, 400 epochs, a 50-epoch warm-up from 1e-4, x0.1 at 200 and 300).
         flip, pad, random_erasing: augmentation (reading 3).
+        explain_images: training images of the explanation scores (:func:`map_scores`).
     """
 
     model: str = "pmm"
@@ -111,6 +112,7 @@ class PmmConfig(ChapterConfig):
     flip: bool = True
     pad: int = 0
     random_erasing: float = 0.5
+    explain_images: int = 48
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -136,16 +138,6 @@ class PmmConfig(ChapterConfig):
         if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"{name}: need epochs >= 1 and 0 <= warmup_epochs < epochs")
 
-    @property
-    def render_size(self) -> tuple[int, int]:
-        """SynthReID is rendered at the input size."""
-        return self.height, self.width
-
-    @property
-    def map_size(self) -> tuple[int, int]:
-        """``(h, w)`` of the stage-4 map (stride 16 with ``last_stride=1``)."""
-        stride = 16 if self.last_stride == 1 else 32
-        return self.height // stride, self.width // stride
 
 
 #: The configs of the three scales. ``full`` is the public code's recipe at the paper's batch of 64.
@@ -154,7 +146,7 @@ class PmmConfig(ChapterConfig):
 SCALE_CONFIGS: dict[str, PmmConfig] = {
     "smoke": PmmConfig(scale="smoke", synth_preset="tiny", depth=18, base_width=8, height=64, width=32,
                        dim=32, bdb_part_dim=64, block=[1, 1], k=2, batch_size=16, epochs=1, warmup_epochs=0,
-                       lr_milestones=[]),
+                       lr_milestones=[], explain_images=8),
     "cpu": PmmConfig(scale="cpu", synth_preset="small", depth=18, base_width=16, height=128, width=64,
                      dim=128, bdb_part_dim=256, block=[1, 1], k=3, batch_size=64, epochs=6, warmup_epochs=0,
                      lr_milestones=[4]),
@@ -343,6 +335,64 @@ def evaluate_model(model: nn.Module, cfg: PmmConfig, data: ChapterData, device: 
     return metrics
 
 
+def stage_gradcams(model: BDBNet | PMMNet, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of every branch or stage's ``classes`` logit on the backbone's stage-4 map, nothing mixed
+    (Fig. 4; BDB: the global and the part branch): ``(B, S, h, w)``, each map scaled to ``[0, 1]``. The
+    model is in eval mode during the call and left in the mode it had."""
+    from reidlib.layers.gradcam import batch_gradcam
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            maps = model.backbone(images).detach().requires_grad_(True)
+            if isinstance(model, BDBNet):
+                logits = [model.global_head(maps)[1], model.part_head(model.bottleneck(maps))[1]]
+            else:
+                logits = [model.stage1(maps)[1]]
+                logits += [head(model.bottleneck(maps))[1] for head in model.later]
+            return torch.stack([batch_gradcam(maps, s, classes) for s in logits], dim=1)
+    finally:
+        model.train(was_training)
+
+
+def map_scores(model: BDBNet | PMMNet, cfg: PmmConfig, data: ChapterData, device: str = "cpu"
+               ) -> dict[str, Any]:
+    """Explanation scores of the stages' Grad-CAMs (:func:`stage_gradcams`, each for the image's own
+    training class) on ``cfg.explain_images`` training images: per stage the share of the map's energy
+    on SynthReID's identity cues, on the person and on the background (``stage<i>.cues`` / ``.body`` /
+    ``.background``) and its ``area`` (the share of cells above half the map's maximum: Fig. 1's
+    "activation area"); ``overlap``, the mean IoU of the stages' top-10% regions
+    (:func:`reidlib.explain.scores.branch_overlap`); ``cue_area`` and ``body_area``, a uniform map's
+    shares. Empty for real data."""
+    if data.synth is None:
+        return {}
+    import numpy as np
+
+    from reidlib.explain.overlay import upsample_map
+    from reidlib.explain.scores import body_label_values, branch_overlap, energy_in_mask
+
+    model = model.to(device)
+    records, items, images = chapter.explanation_batch(data, cfg.explain_images, cfg.height, cfg.width,
+                                                       device)
+    cams = stage_gradcams(model, images, torch.tensor([r.pid for r in records], device=device)).cpu()
+    body_labels = body_label_values()
+    masks = {"cues": [item.cues > 0 for item in items],
+             "body": [np.isin(item.parts, body_labels) | (item.cues > 0) for item in items]}
+    masks["background"] = [~b for b in masks["body"]]
+    out: dict[str, Any] = {"cue_area": float(np.mean([m.mean() for m in masks["cues"]])),
+                           "body_area": float(np.mean([m.mean() for m in masks["body"]]))}
+    for s in range(cams.shape[1]):
+        up = [upsample_map(m, item.cues.shape) for m, item in zip(cams[:, s], items, strict=True)]
+        stage = {region: float(np.nanmean([energy_in_mask(u, m) for u, m in zip(up, ms, strict=True)]))
+                 for region, ms in masks.items()}
+        stage["area"] = float((cams[:, s] > 0.5).float().mean())
+        out[f"stage{s + 1}"] = stage
+    if cams.shape[1] > 1:
+        out["overlap"] = float(np.mean(branch_overlap(cams, top_k=0.1)))
+    return out
+
+
 # ----------------------------------------------------------------------------------------- runs
 
 
@@ -352,11 +402,19 @@ def context(data: ChapterData, device: str = "cpu", reuse: bool = False, **kwarg
 
 
 def run_model(name: str, cfg: PmmConfig, ctx: RunContext) -> ChapterRun[PmmConfig, nn.Module]:
-    """Train, evaluate and store run ``name`` (or, with ``ctx.reuse``, load it)."""
+    """Train, evaluate and store run ``name`` (or, with ``ctx.reuse``, load it): the metrics of
+    :func:`evaluate_model` and ``maps`` (:func:`map_scores`, SynthReID only)."""
     data, device = ctx.data, ctx.device
+
+    def evaluate_fn(model: nn.Module) -> tuple[dict[str, Any], None]:
+        metrics = evaluate_model(model, cfg, data, device)
+        if data.synth is not None:
+            metrics["maps"] = map_scores(model, cfg, data, device)
+        return metrics, None
+
     return chapter.train_run(ctx, name, cfg, build=lambda: build_model(cfg, data.num_classes),
                              train=lambda model, folder: train_model(model, cfg, data, folder, device),
-                             evaluate=lambda model: (evaluate_model(model, cfg, data, device), None))
+                             evaluate=evaluate_fn)
 
 
 def run_all(base: PmmConfig, ctx: RunContext, names: Sequence[str] | None = None

@@ -75,3 +75,20 @@ def test_smoke_runs_and_reuse(tmp_path):
     again = pmm.run_all(base, dataclasses.replace(ctx, reuse=True), names)
     assert all(r.record.reused for r in again.values())
     assert again["pmm"].metrics == runs["pmm"].metrics
+
+
+def test_map_scores_per_stage(tmp_path):
+    cfg = pmm.config_for("smoke", pretrained=False)
+    data = chapter.load_data(cfg)
+    model = pmm.build_model(cfg, data.num_classes).train()
+    scores = pmm.map_scores(model, cfg, data)
+    assert model.training  # left in the mode it had
+    assert set(scores) == {"cue_area", "body_area", "stage1", "stage2", "stage3", "overlap"}
+    for s in ("stage1", "stage2", "stage3"):
+        stage = scores[s]
+        assert stage["body"] + stage["background"] == pytest.approx(1.0, abs=1e-6)
+        assert 0 <= stage["cues"] <= stage["body"] and 0 <= stage["area"] <= 1
+    assert 0 <= scores["overlap"] <= 1
+    assert all(p.grad is None for p in model.parameters())
+    bdb = pmm.map_scores(pmm.build_model(pmm.run_config("bdb", cfg), data.num_classes), cfg, data)
+    assert {"stage1", "stage2", "overlap"} <= set(bdb) and "stage3" not in bdb
