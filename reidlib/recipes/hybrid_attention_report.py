@@ -53,16 +53,10 @@ def paper_metric(metric: str, setting: str, dataset: str = MARKET) -> float:
 
 def ablation_table(records: Mapping[str, RunRecord], table: str, runs: Mapping[str, str],
                    datasets: Sequence[str]) -> pd.DataFrame:
-    """One of the paper's ablation tables beside ours: a row per paper row (``runs``: row -> our run),
-    the paper's rank-1 and mAP on each of ``datasets``, then ours (seed mean ± sd, seeds)."""
-    rows = []
-    for setting, run in runs.items():
-        row: dict[str, Any] = {table: setting, "our run": run}
-        for ds in datasets:
-            row |= {f"paper {m}, {ds}": paper_metric(m, f"{table}: {setting}", ds) for m in METRICS}
-        row |= {f"ours {m}": report.arm_cell(records, run, m) for m in METRICS}
-        rows.append(row)
-    return pd.DataFrame(rows).set_index(table)
+    """One of the paper's ablation tables beside ours
+    (:func:`reidlib.recipes.report.paper_tables_beside_ours`; the paper's rows are ``"<table>: <row>"``)."""
+    return report.paper_tables_beside_ours(CHAPTER, records, runs, datasets, METRICS, prefix=f"{table}: ",
+                                           index=table)
 
 
 def table6(records: Mapping[str, RunRecord]) -> pd.DataFrame:
@@ -106,21 +100,12 @@ def table8(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("Table 8")
 
 
-def arm_points(records: Mapping[str, RunRecord], runs: Mapping[str, str], metric: str = "mAP"
-               ) -> pd.DataFrame:
-    """Long table for :func:`reidlib.figures.runs.arms_figure`: ``label`` (the paper's row), ``run``,
-    ``seed`` and ``metric`` (percent) of every seed of every arm in ``runs``."""
-    rows = [{"label": label, "run": run, "seed": seed, metric: value}
-            for label, run in runs.items() for seed, value in report.arm_points(records, run, metric)]
-    return pd.DataFrame(rows, columns=["label", "run", "seed", metric])
-
-
 def plot_table(records: Mapping[str, RunRecord], table: str, runs: Mapping[str, str], metric: str = "mAP",
                dataset: str = MARKET) -> Figure:
     """A table of :func:`ablation_table` drawn: our seeds as points, the paper's ``dataset`` values as
     diamonds on their own axis."""
     paper = {label: paper_metric(metric, f"{table}: {label}", dataset) for label in runs}
-    return arms_figure(arm_points(records, runs, metric), paper, metric, f"{table}: {metric}",
+    return arms_figure(report.labelled_points(records, runs, metric), paper, metric, f"{table}: {metric}",
                        f"paper ({dataset})")
 
 

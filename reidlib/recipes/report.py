@@ -22,8 +22,9 @@ from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
 __all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "chapter_records",
-           "claims_summary", "claims_table", "family_table", "initialisation", "metric", "paper_beside_ours",
-           "paper_table_with_ours", "paper_value", "percent", "seed_spread", "sweep_points", "verdict_text"]
+           "claims_summary", "claims_table", "family_table", "initialisation", "labelled_points", "metric",
+           "paper_beside_ours", "paper_table_with_ours", "paper_tables_beside_ours", "paper_value", "percent",
+           "seed_spread", "sweep_points", "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -82,6 +83,16 @@ def arm_points(records: Mapping[str, RunRecord], run: str, name: str = "mAP", fa
     return [(seed, value) for seed, value in points if math.isfinite(value)]
 
 
+def labelled_points(records: Mapping[str, RunRecord], runs: Mapping[str, str], name: str = "mAP"
+                    ) -> pd.DataFrame:
+    """Long table of several arms for :func:`reidlib.figures.runs.arms_figure`: ``label`` (e.g. the
+    paper's row), ``run``, ``seed`` and ``name`` (percent) of every seed of every arm of ``runs``
+    (label -> run)."""
+    rows = [{"label": label, "run": run, "seed": seed, name: value}
+            for label, run in runs.items() for seed, value in arm_points(records, run, name)]
+    return pd.DataFrame(rows, columns=["label", "run", "seed", name])
+
+
 def arm_mean(records: Mapping[str, RunRecord], run: str, name: str = "mAP", factor: float = 100.0) -> float:
     """Seed mean of ``factor * metric`` over the arm ``run`` (percent by default); NaN when no run has it."""
     values = [v for _, v in arm_points(records, run, name, factor)]
@@ -126,6 +137,22 @@ def paper_beside_ours(chapter: str, records: Mapping[str, RunRecord], settings: 
     for setting, run in settings.items():
         row: dict[str, object] = {index: setting, "our run": run}
         row |= {f"paper {m}": paper_value(chapter, setting, dataset, m) for m in metrics}
+        row |= {f"ours {m}": arm_cell(records, run, m) for m in metrics}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(index)
+
+
+def paper_tables_beside_ours(chapter: str, records: Mapping[str, RunRecord], runs: Mapping[str, str],
+                             datasets: Sequence[str], metrics: Sequence[str] = ("rank1", "mAP"),
+                             prefix: str = "", index: str = "setting") -> pd.DataFrame:
+    """A paper's ablation table on several datasets beside ours: a row per paper row (``runs``: row ->
+    our run), the paper's ``metrics`` on each of ``datasets`` (the paper's setting is ``prefix + row``;
+    NaN where it has none), then our arm cells (seed mean ± sd, seeds)."""
+    rows = []
+    for setting, run in runs.items():
+        row: dict[str, object] = {index: setting, "our run": run}
+        for ds in datasets:
+            row |= {f"paper {m}, {ds}": paper_value(chapter, f"{prefix}{setting}", ds, m) for m in metrics}
         row |= {f"ours {m}": arm_cell(records, run, m) for m in metrics}
         rows.append(row)
     return pd.DataFrame(rows).set_index(index)

@@ -33,7 +33,8 @@ PAPER_SUMMARY_COLUMNS = ("chapter", "dataset", "numbers", "settings", "metrics",
 PRETRAIN_CHAPTER = "pretrain"
 #: The baseline run of each chapter (its seed replicas are ``<run>_seed<k>``), in the book's order.
 BASELINE_RUNS: dict[str, str] = {"protocol": "baseline", "cama": "ide_bn", "reid_done_right": "rdr",
-                                 "fmn": "grn", "hybrid_attention": "baseline"}
+                                 "fmn": "grn", "hybrid_attention": "baseline",
+                                 "pmm": "bdb"}
 #: Columns of :func:`pretrain_table`.
 PRETRAIN_COLUMNS = ("trunk", "key", "images", "identities", "epochs", "final train accuracy (%)",
                     "wall time (min)")
