@@ -251,10 +251,8 @@ def config_table(configs: Mapping[str, HybridAttentionConfig]) -> list[dict[str,
                if c.optimizer == "sgd" else "Adam")
         rows.append({
             "setting": label,
-            "dataset": f"{c.dataset}" + (f" ({c.synth_preset})" if c.dataset == "synthreid" else ""),
-            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + f", {report.initialisation(c.pretrained, c.base_width)}, stage-4 stride "
-                          f"{c.last_stride}",
+            "dataset": report.dataset_cell(c),
+            "backbone": report.backbone_cell(c),
             "input (fused map)": f"{c.height}x{c.width} ({h}x{w})",
             "MGO": f"{c.num_stripes} stripes, {c.granularity}",
             "MPFE widths": f"{c.reduce_dim} -> {c.feat_dim}",

@@ -191,10 +191,8 @@ def config_table(configs: Mapping[str, PmmConfig]) -> list[dict[str, Any]]:
         h, w = c.map_size
         rows.append({
             "setting": label,
-            "dataset": f"{c.dataset}" + (f" ({c.synth_preset})" if c.dataset == "synthreid" else ""),
-            "backbone": f"ResNet-{c.depth}" + ("" if c.base_width == 64 else f" at width {c.base_width}/64")
-                        + f", {report.initialisation(c.pretrained, c.base_width)}, stage-4 stride "
-                          f"{c.last_stride}",
+            "dataset": report.dataset_cell(c),
+            "backbone": report.backbone_cell(c),
             "input (map)": f"{c.height}x{c.width} ({h}x{w})",
             "blocks (K)": f"{c.block[0]}x{c.block[1]} cells, {(h // c.block[0]) * (w // c.block[1])} blocks "
                           f"(K = {c.k})",

@@ -14,6 +14,7 @@ import os
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -21,10 +22,11 @@ from reidlib.results import noise
 from reidlib.results.paper_numbers import load_paper_numbers
 from reidlib.results.store import RunRecord, list_runs, load_run
 
-__all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "chapter_records",
-           "claims_summary", "claims_table", "family_table", "initialisation", "labelled_points", "metric",
-           "paper_beside_ours", "paper_table_with_ours", "paper_tables_beside_ours", "paper_value", "percent",
-           "seed_spread", "sweep_points", "verdict_text"]
+__all__ = ["arm_cell", "arm_mean", "arm_points", "arm_records", "arm_spread", "arm_stats", "backbone_cell",
+           "chapter_records", "claims_summary", "claims_table", "dataset_cell", "family_table",
+           "initialisation", "labelled_points", "metric", "paper_beside_ours", "paper_table_with_ours",
+           "paper_tables_beside_ours", "paper_value", "percent", "seed_spread", "sweep_points",
+           "verdict_text"]
 
 
 def chapter_records(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, RunRecord]:
@@ -206,6 +208,18 @@ def initialisation(pretrained: bool, base_width: int) -> str:
     if not pretrained:
         return "random init"
     return "ImageNet" if base_width == 64 else "SynthReID trunk"
+
+
+def dataset_cell(cfg: Any) -> str:
+    """A parameter table's dataset cell: ``synthreid (small)`` or the registry name."""
+    return f"{cfg.dataset}" + (f" ({cfg.synth_preset})" if cfg.dataset == "synthreid" else "")
+
+
+def backbone_cell(cfg: Any) -> str:
+    """A parameter table's backbone cell: depth, width, initialisation and stage-4 stride of ``cfg``."""
+    width = "" if cfg.base_width == 64 else f" at width {cfg.base_width}/64"
+    return (f"ResNet-{cfg.depth}{width}, {initialisation(cfg.pretrained, cfg.base_width)}, stage-4 stride "
+            f"{cfg.last_stride}")
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
