@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
             "states), OUT/history.json (per-epoch losses, LR, speed) and OUT/metrics.json. A killed "
             "run started again with the same command continues where it stopped.",
             "python -m reidlib train --config configs/baseline_synth_small.yaml",
-            "python -m reidlib train --config configs/baseline_synth_tiny.yaml --out /tmp/run --no-resume"))
+            "python -m reidlib train --config configs/baseline_synth_tiny.yaml --out /tmp/run --no-resume",
+            "torchrun --standalone --nproc_per_node 2 -m reidlib train --config "
+            "configs/baseline_synth_tiny.yaml   # data-parallel; data.batch_size is the global batch"))
     p.add_argument("--config", required=True, metavar="FILE",
                    help="YAML experiment config (see configs/; keys map onto reidlib.recipes.baseline."
                         "BaselineConfig: name, out_dir, device, data, model, loss, train, eval)")
@@ -217,7 +219,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume from {out}/latest.pt", file=sys.stderr)
         return 130
-    print(f"metrics, history and checkpoints in {out}/ ({summary['wall_time_s']:.0f} s)")
+    if "metrics" in summary:  # rank 0 of a torchrun group, or the only process
+        print(f"metrics, history and checkpoints in {out}/ ({summary['wall_time_s']:.0f} s)")
     return 0
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import Sampler
 
 from reidlib.data.records import Record
 
-__all__ = ["RandomIdentitySampler", "pk_batch_indices"]
+__all__ = ["DistributedIdentitySampler", "RandomIdentitySampler", "pk_batch_indices"]
 
 
 class RandomIdentitySampler(Sampler[int]):
@@ -119,6 +119,40 @@ class RandomIdentitySampler(Sampler[int]):
                     group = self._draw_group(rng, pid)
                 out.extend(int(i) for i in group)
         return iter(out)
+
+
+class DistributedIdentitySampler(RandomIdentitySampler):
+    """One rank's share of :class:`RandomIdentitySampler`'s epoch, for data-parallel training.
+
+    Every rank draws the same single-process order (same ``seed`` and epoch) of global batches of
+    ``batch_size = P x K`` and keeps the ``r``-th of ``world_size`` consecutive slices of each: whole
+    identities, ``P / world_size`` of them, so the ranks see distinct identities at every step and the
+    union of their batches is the single-process epoch. Use with ``DataLoader(..., batch_size=
+    batch_size // world_size, sampler=sampler)``.
+
+    Raises:
+        ValueError: ``P`` not a multiple of ``world_size``, or a rank outside ``[0, world_size)``.
+    """
+
+    def __init__(self, records: Sequence[Record | tuple | int], batch_size: int, num_instances: int,
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(records, batch_size, num_instances, seed)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        if self.num_pids_per_batch % world_size:
+            raise ValueError(f"P = {self.num_pids_per_batch} identities per batch cannot be split over "
+                             f"{world_size} ranks; use a batch_size whose P is a multiple of it")
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.local_batch_size = batch_size // world_size
+
+    def __len__(self) -> int:
+        return self.num_batches * self.local_batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        order = list(super().__iter__())
+        b, lb = self.batch_size, self.local_batch_size
+        return iter([i for start in range(0, len(order), b)
+                     for i in order[start + self.rank * lb:start + (self.rank + 1) * lb]])
 
 
 def pk_batch_indices(pids: Sequence[int], p: int, k: int, generator: torch.Generator | None = None

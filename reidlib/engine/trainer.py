@@ -9,6 +9,11 @@ with the same weights as an uninterrupted one (bit-identical on CPU).
 The loss contract: ``loss_fn(output: ReIDOutput, batch: dict) -> (loss, terms)`` where ``batch`` holds
 the loader's tensors on the device (``"image"`` ``(B, 3, H, W)``, ``"pid"`` ``(B,)``, ``"camid"``,
 ``"index"``), ``loss`` is a scalar tensor and ``terms`` maps names to floats for the log.
+
+Under ``torchrun`` (:mod:`reidlib.engine.distributed`) the same loop trains data-parallel: the model is
+wrapped in ``DistributedDataParallel``, each rank reads its share of the batch from its loader, the logged
+terms are averaged over ranks, and rank 0 alone writes ``latest.pt`` (with every rank's random states, so
+each rank resumes its own stream) and ``history.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from reidlib.engine import distributed
 from reidlib.engine.checkpoint import CHECKPOINT_VERSION, LATEST, load_checkpoint, save_checkpoint
 from reidlib.engine.config import TrainConfig, to_dict
 from reidlib.engine.history import History
@@ -129,6 +135,11 @@ class Trainer:
         record: plain data stored in each checkpoint under ``"record"``, e.g. the recipe's data and model
             config. Resuming requires the same ``record`` and the same ``cfg`` (except ``epochs``,
             ``progress`` and ``checkpoint_every``), so a changed experiment never continues a stale run.
+        sync_batchnorm, find_unused_parameters: data-parallel options (only in a process group; see
+            :func:`reidlib.engine.distributed.wrap_model`).
+
+    ``forward_fn`` receives the model as trained: the ``DistributedDataParallel`` wrapper in a process
+    group (its ``.module`` is the model), the model itself otherwise.
     """
 
     def __init__(
@@ -143,9 +154,18 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         forward_fn: ForwardFn | None = None,
         record: Mapping[str, Any] | None = None,
+        sync_batchnorm: bool = False,
+        find_unused_parameters: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        self.is_main = distributed.is_main_process()
+        if cfg.channels_last and distributed.is_distributed():  # DDP's gradient buckets follow the layout
+            self.model.to(memory_format=torch.channels_last)
+        self.trained_model = distributed.wrap_model(self.model, self.device, sync_batchnorm,
+                                                    find_unused_parameters)
+        if self.trained_model is not self.model and sync_batchnorm:
+            self.model = self.trained_model.module
         self.loss_fn = loss_fn
         self.train_loader = train_loader
         self.cfg = cfg
@@ -201,6 +221,9 @@ class Trainer:
         """Everything needed to continue training, as tensors and plain data."""
         sampler_states = [s.state_dict() for s in _epoch_samplers(self.train_loader)
                           if callable(getattr(s, "state_dict", None))]
+        loader = {"generators": [g.get_state() for g in _loader_generators(self.train_loader)],
+                  "samplers": sampler_states}
+        ranks = distributed.all_gather_objects({"rng": get_rng_state(), "loader": loader})
         return {
             "version": CHECKPOINT_VERSION,
             "epoch": self.epoch,
@@ -211,8 +234,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "history": History(self.history.epochs).to_list(),
             "rng": get_rng_state(),
-            "loader": {"generators": [g.get_state() for g in _loader_generators(self.train_loader)],
-                       "samplers": sampler_states},
+            "loader": loader,
+            "ranks": ranks if len(ranks) > 1 else [],
             "callbacks": [cb.state_dict() if callable(getattr(cb, "state_dict", None)) else None
                           for cb in self.callbacks],
             "config": to_dict(self.cfg),
@@ -245,9 +268,15 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = History(state["history"])
-        set_rng_state(state["rng"])
+        ranks = state.get("ranks") or []
+        if len(ranks) not in (0, distributed.world_size()) or (not ranks and distributed.world_size() > 1):
+            raise ValueError(f"cannot resume: the checkpoint holds the random states of {len(ranks) or 1} "
+                             f"process(es), this run has {distributed.world_size()}; resume with the same "
+                             "--nproc_per_node")
+        own = ranks[distributed.rank()] if ranks else {"rng": state["rng"], "loader": state["loader"]}
+        set_rng_state(own["rng"])
         gens = _loader_generators(self.train_loader)
-        saved = state["loader"]["generators"]
+        saved = own["loader"]["generators"]
         if len(saved) != len(gens):
             raise ValueError(f"checkpoint has {len(saved)} loader generator state(s), "
                              f"the loader has {len(gens)}")
@@ -255,15 +284,21 @@ class Trainer:
             g.set_state(s)
         samplers = [s for s in _epoch_samplers(self.train_loader)
                     if callable(getattr(s, "load_state_dict", None))]
-        for s, st in zip(samplers, state["loader"]["samplers"], strict=False):
+        for s, st in zip(samplers, own["loader"]["samplers"], strict=False):
             s.load_state_dict(st)
         for cb, st in zip(self.callbacks, state.get("callbacks", []), strict=False):
             if st is not None and callable(getattr(cb, "load_state_dict", None)):
                 cb.load_state_dict(st)
 
     def save(self, path: Path | None = None) -> Path:
-        """Write the training state (default: ``out_dir/latest.pt``)."""
-        return save_checkpoint(self.state_dict(), path or self.latest_path)
+        """Write the training state (default: ``out_dir/latest.pt``); in a process group every rank
+        calls it (the states are gathered) and rank 0 writes, the others wait until the file is there."""
+        path = path or self.latest_path
+        state = self.state_dict()
+        if self.is_main:
+            save_checkpoint(state, path)
+        distributed.barrier()
+        return path
 
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = True) -> History:
@@ -312,8 +347,9 @@ class Trainer:
             self.save()
             if self.cfg.checkpoint_every and self.epoch % self.cfg.checkpoint_every == 0:
                 self.save(self.out_dir / f"epoch_{self.epoch:03d}.pt")
-            self.history.save(self.out_dir / "history.json")
-            if self.progress == "line":
+            if self.is_main:
+                self.history.save(self.out_dir / "history.json")
+            if self.progress == "line" and self.is_main:
                 print(self._summary_line(logs), flush=True)
         return self.history
 
@@ -326,7 +362,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
-        self.model.train()
+        self.trained_model.train()
         for s in _epoch_samplers(self.train_loader):
             s.set_epoch(epoch)
         for cb in self.callbacks:
@@ -337,7 +373,8 @@ class Trainer:
         n_batches = n_images = 0
         accum = cfg.grad_accum_steps
         total = self.batches_per_epoch
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=self.progress != "bar",
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=self.progress != "bar" or not self.is_main,
                    leave=True, dynamic_ncols=True, file=sys.stderr)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -360,14 +397,15 @@ class Trainer:
             if cfg.channels_last and torch.is_tensor(batch.get("image")) and batch["image"].ndim == 4:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                output = self.forward_fn(self.model, batch)
+                output = self.forward_fn(self.trained_model, batch)
                 loss, terms = self.loss_fn(output, batch)
             if not torch.is_tensor(loss) or loss.ndim != 0:
                 raise TypeError(f"loss_fn must return a scalar tensor first, got {type(loss).__name__} "
                                 f"{tuple(getattr(loss, 'shape', ()))}")
             terms = {k: float(v) for k, v in terms.items()}
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+            # Every rank must stop together, or the others would wait forever in the next all-reduce.
+            if max(distributed.all_reduce_sum([0.0 if math.isfinite(loss_value) else 1.0], self.device)):
                 self._fail(epoch, i, loss_value, terms, batch)
             # The last group of an epoch may be shorter than `accum`; divide by its true size so every
             # optimizer step sees the mean gradient of its micro-batches.
@@ -403,6 +441,12 @@ class Trainer:
         if not cfg.schedule.per_iteration:
             self.scheduler.step()
         elapsed = time.perf_counter() - t0
+        if distributed.is_distributed():  # the epoch's terms over all ranks; images: the global count
+            keys = sorted(sums)
+            totals = distributed.all_reduce_sum([sums[k] for k in keys] + [float(n_images)], self.device)
+            ranks = distributed.world_size()
+            sums = defaultdict(float, {k: v / ranks for k, v in zip(keys, totals, strict=False)})
+            n_images = int(totals[-1])
         logs: dict[str, Any] = {"epoch": epoch + 1, "lr": lr_start}
         logs.update({k: v / n_batches for k, v in sums.items()})
         logs.update({"time_s": elapsed, "images_per_s": n_images / max(elapsed, 1e-9),

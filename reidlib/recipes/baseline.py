@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 from reidlib.data.dataset import ImageDataset
 from reidlib.data.records import ReIDSplits
 from reidlib.data.registry import open_dataset
-from reidlib.data.samplers import RandomIdentitySampler
+from reidlib.data.samplers import DistributedIdentitySampler
 from reidlib.data.transforms import build_test_transform, build_train_transform
+from reidlib.engine import distributed
 from reidlib.engine.callbacks import PeriodicEvaluation
 from reidlib.engine.checkpoint import LATEST, load_checkpoint, model_state_from
 from reidlib.engine.config import TrainConfig, load_yaml_config, to_dict
@@ -325,13 +326,16 @@ def build_data(cfg: DataConfig, seed: int, progress: bool = True) -> BaselineDat
     """Datasets and loaders: P x K sampled training batches (drop-last), ordered query/gallery loaders.
 
     ``seed`` seeds the identity sampler and the loader's generator, so the data order follows the
-    training seed and is restored on resume.
+    training seed and is restored on resume. In a process group (``torchrun``) each rank loads its
+    identities of every global batch of ``cfg.batch_size`` (:class:`DistributedIdentitySampler`).
     """
     splits, source = load_splits(cfg, progress=progress)
     train_tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad,
                                      random_erasing=cfg.random_erasing)
-    sampler = RandomIdentitySampler(splits.train, cfg.batch_size, cfg.num_instances, seed=seed)
-    train_loader = DataLoader(ImageDataset(splits.train, train_tf, source), batch_size=cfg.batch_size,
+    sampler = DistributedIdentitySampler(splits.train, cfg.batch_size, cfg.num_instances, seed=seed,
+                                         rank=distributed.rank(), world_size=distributed.world_size())
+    train_loader = DataLoader(ImageDataset(splits.train, train_tf, source),
+                              batch_size=sampler.local_batch_size,
                               sampler=sampler, drop_last=True, generator=make_generator(seed),
                               **_loader_options(cfg))
     return BaselineData(splits, train_loader, *eval_loaders(cfg, splits, source))
@@ -442,10 +446,14 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
         progress: print data-preparation progress and results.
         inputs: files the caller read (the config file): the run refuses to write over any of them.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the ranks train data-parallel (:mod:`reidlib.engine.distributed`;
+    ``cfg.data.batch_size`` is the global batch) and rank 0 alone claims the folder, evaluates and writes.
+
     Returns:
         the content of ``metrics.json``: a dict with keys ``name``, ``dataset``, ``metrics``
         (``RankResult.as_dict()``), ``untrained`` (the same for the untrained model, or ``None``),
-        ``history``, ``config`` and ``wall_time_s``.
+        ``history``, ``config`` and ``wall_time_s`` (on ranks other than 0: ``name``, ``history`` and
+        ``wall_time_s`` only).
 
     Raises:
         ValueError: a bad device, or an output folder that would lose data
@@ -454,10 +462,15 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
     t0 = time.perf_counter()
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
     dev = resolve_device(device or cfg.device)
+    dev = distributed.init_from_env(dev) or dev
+    main = distributed.is_main_process()
+    progress = progress and main
     folder = OutputFolder(out, "train", option="--out" if out_dir is not None else "out_dir")
     names = run_outputs(cfg)
-    folder.check(names, inputs=inputs, input_folders=_input_folders(cfg.data))
-    folder.claim(names, quiet=not progress)
+    if main:
+        folder.check(names, inputs=inputs, input_folders=_input_folders(cfg.data))
+        folder.claim(names, quiet=not progress)
+    distributed.barrier()
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = build_data(cfg.data, seed=cfg.train.seed, progress=progress)
     if progress:
@@ -470,7 +483,7 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
                               rerank=ev.rerank, ap_mode=ev.ap_mode)
 
     untrained = None
-    if ev.untrained:
+    if ev.untrained and main:
         untrained_file = out / UNTRAINED_FILE
         identity = untrained_identity(cfg, data.splits)
         untrained, why = _stored_untrained(untrained_file, identity)
@@ -485,11 +498,13 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
                 _print_result("untrained model", result)
 
     callbacks = []
-    if ev.every:
+    if ev.every and main:
         callbacks.append(PeriodicEvaluation(lambda tr: _short(evaluate(tr.model)), every=ev.every))
     trainer = Trainer(model, baseline_loss(cfg.loss), data.train_loader, cfg.train, out, device=dev,
                       callbacks=callbacks, record=_resume_record(cfg))
     history = trainer.fit(resume=resume)
+    if not main:
+        return {"name": cfg.name, "history": history.to_list(), "wall_time_s": time.perf_counter() - t0}
     result = evaluate(trainer.model)
     if progress:
         _print_result(f"{cfg.name} after {trainer.epoch} epochs", result)

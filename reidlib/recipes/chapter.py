@@ -35,24 +35,26 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from reidlib.atomic import atomic_write
 from reidlib.data.dataset import ImageDataset
+from reidlib.data.device_augment import DeviceAugment, DeviceImageBank, DeviceLoader
 from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
 from reidlib.data.registry import open_dataset
-from reidlib.data.samplers import RandomIdentitySampler
+from reidlib.data.samplers import DistributedIdentitySampler
+from reidlib.engine import distributed
 from reidlib.engine.extract import Features
 from reidlib.engine.seeding import make_generator, seed_everything
 from reidlib.evaluation.rank import RankResult, evaluate
 from reidlib.recipes import pretrain
 from reidlib.results.paths import runs_root
-from reidlib.results.store import RunOutcome, RunRecord, run_or_reuse, to_jsonable
+from reidlib.results.store import RunOutcome, RunRecord, reusable_run, run_or_reuse, to_jsonable
 from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
-    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "InputSizes", "RunContext",
+    "WEIGHTS_FILE", "ChapterConfig", "ChapterData", "ChapterRun", "InputSizes", "RunContext", "arm_of",
     "backbone_weights",
     "cached_test_batches", "config_for", "data_name", "evaluation_run", "explanation_batch",
     "identity_loader", "load_data", "log_line", "run_all", "run_config", "seed_replicas", "test_loader",
@@ -315,33 +317,67 @@ def data_name(cfg: ChapterConfig) -> str:
 def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int, seed: int,
                  num_workers: int = 0) -> DataLoader:
     """Shuffled training batches of ``batch_size`` (the last partial one dropped) through ``transform``;
-    their order depends on ``seed`` only, whichever runs trained before.
+    their order depends on ``seed`` only, whichever runs trained before. Under ``torchrun`` each rank
+    reads ``batch_size / world_size`` images of every step (``DistributedSampler``, seeded with ``seed``).
 
     Raises:
-        ValueError: fewer training images than one batch.
+        ValueError: fewer training images than one batch, or a batch the ranks cannot share evenly.
     """
     train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
     if len(train) < batch_size:
         raise ValueError(f"{data.name}: {len(train)} training images, fewer than one batch of "
                          f"{batch_size}")
+    ranks = distributed.world_size()
+    if ranks > 1:
+        if batch_size % ranks:
+            raise ValueError(f"batch_size {batch_size} cannot be shared by {ranks} ranks")
+        sampler = DistributedSampler(train, num_replicas=ranks, rank=distributed.rank(), shuffle=True,
+                                     seed=seed, drop_last=True)
+        return DataLoader(train, batch_size=batch_size // ranks, sampler=sampler, drop_last=True,
+                          num_workers=num_workers, persistent_workers=num_workers > 0)
     return DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
                       generator=make_generator(seed), num_workers=num_workers,
                       persistent_workers=num_workers > 0)
 
 
-def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int,
-                    num_instances: int, seed: int) -> DataLoader:
+def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] | None, batch_size: int,
+                    num_instances: int, seed: int, device_augment: DeviceAugment | None = None,
+                    size: tuple[int, int] | None = None) -> DataLoader | DeviceLoader:
     """``P x K`` training batches (``P = batch_size // num_instances`` identities, ``K = num_instances``
-    images each; :class:`reidlib.data.samplers.RandomIdentitySampler`) for batch-hard triplet losses,
-    through ``transform``; the order of epoch ``e`` depends on ``(seed, e)`` only (the trainer calls
-    ``set_epoch``).
+    images each; :class:`reidlib.data.samplers.RandomIdentitySampler`) for batch-hard triplet losses; the
+    order of epoch ``e`` depends on ``(seed, e)`` only (the trainer calls ``set_epoch``). Under
+    ``torchrun`` each rank gets its identities of every global batch
+    (:class:`~reidlib.data.samplers.DistributedIdentitySampler`).
+
+    The images go through ``transform`` (PIL, one at a time), or, with ``device_augment``, are resized
+    once to ``size`` ``(H, W)`` into a :class:`~reidlib.data.device_augment.DeviceImageBank` (kept in
+    ``data.cache``) and augmented batch-wise (:class:`~reidlib.data.device_augment.DeviceLoader`, its
+    stream seeded with ``seed``).
 
     Raises:
-        ValueError: ``batch_size`` not a multiple of ``num_instances``, or fewer than ``P`` identities.
+        ValueError: ``batch_size`` not a multiple of ``num_instances``, fewer than ``P`` identities, or
+            ``device_augment`` without ``size``.
     """
+    sampler = DistributedIdentitySampler(data.splits.train, batch_size, num_instances, seed=seed,
+                                         rank=distributed.rank(), world_size=distributed.world_size())
+    if device_augment is not None:
+        if size is None:
+            raise ValueError("identity_loader: device_augment needs the training size (H, W)")
+        key = ("device_image_bank", tuple(size))
+        if key not in data.cache:
+            data.cache[key] = DeviceImageBank(data.splits.train, data.image_source, *size)
+        return DeviceLoader(data.cache[key], sampler, sampler.local_batch_size, device_augment,
+                            make_generator(seed))
+    if transform is None:
+        raise ValueError("identity_loader: give a transform or a device_augment")
     train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
-    sampler = RandomIdentitySampler(data.splits.train, batch_size, num_instances, seed=seed)
-    return DataLoader(train, batch_size=batch_size, sampler=sampler, drop_last=True)
+    return DataLoader(train, batch_size=sampler.local_batch_size, sampler=sampler, drop_last=True)
+
+
+def arm_of(name: str) -> str:
+    """The arm of a run: ``"pmm"`` of ``"pmm_seed1"`` (a name without a seed suffix is its own arm)."""
+    head, sep, seed = name.rpartition("_seed")
+    return head if sep and seed.isdigit() else name
 
 
 def test_loader(data: ChapterData, records: Sequence[Record], transform: Callable[[Any], torch.Tensor],
@@ -476,6 +512,10 @@ def train_run(
     fails leaves no results file of its own, and a finished run's file is replaced only when the new one is
     complete). The trainer's ``latest.pt`` is removed only after that.
 
+    Under ``torchrun`` (:mod:`reidlib.engine.distributed`) every rank trains its share of the batches
+    (the trainer's DDP, the loaders' rank split); rank 0 alone decides on reuse, writes the weights,
+    evaluates and writes the results file, and the other ranks receive its record.
+
     Args:
         cfg: the run's config (its ``scale`` and ``seed`` are read); stored in the results file unless
             ``stored_config`` is given (a run defined by part of a config, e.g. a shared stage 1).
@@ -487,15 +527,21 @@ def train_run(
     folder = ctx.folder(scale, name)
     weights = folder / WEIGHTS_FILE
     trained: dict[str, M] = {}
+    main = distributed.is_main_process()
 
     def train_fn() -> RunOutcome:
-        folder.mkdir(parents=True, exist_ok=True)
-        weights.unlink(missing_ok=True)  # never leave another config's weights beside a new training
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
+            weights.unlink(missing_ok=True)  # never leave another config's weights beside a new training
+        distributed.barrier()
         _ensure_trunk(cfg, ctx.device)  # pre-training draws random numbers: never between seeding and build
         seed_everything(int(seed))
         model = build()
         history = train(model, folder)
         model.eval()  # still on the training device: evaluation runs there too
+        trained["model"] = model
+        if not main:
+            return RunOutcome(metrics={})
         state = {k: v.cpu() for k, v in model.state_dict().items()}
         atomic_write(weights, lambda fh: torch.save(state, fh))
         metrics, extra = evaluate(model)
@@ -503,16 +549,27 @@ def train_run(
         return RunOutcome(metrics=metrics, history=history, extra=extra)
 
     config = _with_trunk(cfg, cfg if stored_config is None else stored_config)
-    record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=ctx.reuse and weights.is_file(),
-                          dataset=ctx.data.name, seed=seed, root=ctx.results_root, device=ctx.device,
-                          data_identity=ctx.data.identity)
+    reuse = ctx.reuse and weights.is_file()
+    if distributed.is_distributed():
+        if main and reuse:
+            stored, _ = reusable_run(ctx.chapter, name, scale, config, ctx.data.identity, ctx.results_root)
+            reuse = stored is not None
+        reuse = distributed.all_gather_objects(reuse)[0]
+        if not main and not reuse:
+            train_fn()
+    record = None
+    if main:
+        record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=reuse, dataset=ctx.data.name,
+                              seed=seed, root=ctx.results_root, device=ctx.device,
+                              data_identity=ctx.data.identity)
+    record = distributed.all_gather_objects(record)[0]
     if record.reused:
         model = build()
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         trained["model"] = model.eval()
-    else:
+    elif main:
         (folder / "latest.pt").unlink(missing_ok=True)
-    return ChapterRun(name, cfg, record, trained["model"])
+    return ChapterRun(name, cfg, record, trained["model"].cpu())
 
 
 def evaluation_run(
@@ -556,7 +613,8 @@ def run_all(
     for name in names:
         start = time.perf_counter()
         run = run_one(name)
-        print(log_line(name, run.record, time.perf_counter() - start), flush=True)
+        if distributed.is_main_process():
+            print(log_line(name, run.record, time.perf_counter() - start), flush=True)
         out[name] = run
     return out
 

@@ -269,12 +269,17 @@ def train_grn(model: GRN, cfg: FmnConfig, data: ChapterData, out_dir: str | Path
     return trainer.fit_or_resume().to_list()
 
 
+def stage2_loss(cfg: FmnConfig) -> FMNStage2Loss:
+    """Stage 2's loss: Eq. 4 + ``rank_weight`` x Eq. 5."""
+    return FMNStage2Loss(cfg.margin, rank_weight=cfg.rank_weight, label_smoothing=cfg.label_smoothing)
+
+
 def train_fmn(model: FMN, cfg: FmnConfig, data: ChapterData, out_dir: str | Path, device: str = "cpu"
               ) -> list[dict[str, Any]]:
     """Stage 2 of Algorithm 1: the GRN frozen, MN + LAN trained with Eq. 4 + ``rank_weight`` x Eq. 5.
     Only the MN's and the LAN's parameters are given to the optimizer."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    loss = FMNStage2Loss(cfg.margin, rank_weight=cfg.rank_weight, label_smoothing=cfg.label_smoothing)
+    loss = stage2_loss(cfg)
     train_cfg = _train_config(cfg, cfg.lan_lr, cfg.lan_epochs, cfg.lan_milestones)
     trainer = Trainer(model, loss, train_loader(cfg, data), train_cfg, out_dir, device=device,
                       param_groups=[{"params": trainable}], record={"fmn_stage2": dataclasses.asdict(cfg)})

@@ -286,9 +286,8 @@ def run_config(name: str, base: HybridAttentionConfig) -> HybridAttentionConfig:
 
 
 def stem(name: str) -> str:
-    """The arm of a run: ``"hybrid"`` of ``"hybrid_seed1"``."""
-    head, sep, seed = name.rpartition("_seed")
-    return head if sep and seed.isdigit() else name
+    """The arm of a run: ``"hybrid"`` of ``"hybrid_seed1"`` (:func:`reidlib.recipes.chapter.arm_of`)."""
+    return chapter.arm_of(name)
 
 
 # ------------------------------------------------------------------------------- model and training

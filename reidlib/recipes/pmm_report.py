@@ -23,7 +23,16 @@ from reidlib.figures.runs import arms_figure, training_curves
 from reidlib.figures.style import use_book_style
 from reidlib.recipes import report
 from reidlib.recipes.chapter import ChapterData
-from reidlib.recipes.pmm import CHAPTER, K_SWEEP, SCALE_CONFIGS, PmmConfig, k_run_name, stage_gradcams
+from reidlib.recipes.pmm import (
+    BLOCK_SWEEP,
+    CHAPTER,
+    K_SWEEP,
+    SCALE_CONFIGS,
+    PmmConfig,
+    block_run_name,
+    k_run_name,
+    stage_gradcams,
+)
 from reidlib.recipes.report import family_table as family_table  # the chapter reads it from here
 from reidlib.results.store import RunRecord
 
@@ -31,6 +40,9 @@ METRICS = ("rank1", "mAP")
 #: Table 3's rows: paper method -> our run.
 TABLE3_RUNS = {"CutOut": "cutout", "CutMix": "cutmix", "A-CutMix": "acutmix", "A-Hard-Mix": "pmm"}
 TABLE3_DATASETS = ("Market-1501", "DukeMTMC-reID", "CUHK03 (detected)")
+#: BDB's own reported numbers (its paper; PMM's Table 2 did not survive the text extraction).
+REPORTED_RUNS = {"BDB": "bdb", "PMM": "pmm"}
+REPORTED_DATASETS = ("Market-1501", "DukeMTMC-reID", "CUHK03 (labeled)", "CUHK03 (detected)")
 #: The stage sweep: stages -> run.
 STAGE_RUNS = {"1 stage": "pmm_stages1", "2 stages": "pmm_stages2", "3 stages (PMM)": "pmm"}
 #: Beyond the paper: what makes the mix work.
@@ -53,6 +65,13 @@ def main_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def reported_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """BDB's reported numbers on the four benchmarks beside our BDB and PMM (PMM's own numbers were in its
+    Table 2, lost in the text extraction: its paper cells are empty)."""
+    return report.paper_tables_beside_ours(CHAPTER, records, REPORTED_RUNS, REPORTED_DATASETS, METRICS,
+                                           index="model")
+
+
 def table3(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     """Table 3: the four mixing methods, the paper's three datasets beside ours."""
     return report.paper_tables_beside_ours(CHAPTER, records, TABLE3_RUNS, TABLE3_DATASETS, METRICS,
@@ -68,6 +87,28 @@ def plot_arms(records: Mapping[str, RunRecord], runs: Mapping[str, str], title: 
 def k_runs(base: PmmConfig) -> dict[str, str]:
     """The K sweep's runs by label."""
     return {f"K = {k}": k_run_name(k, base) for k in K_SWEEP}
+
+
+def block_runs(base: PmmConfig) -> dict[str, str]:
+    """The block-size sweep's runs by label, the scale's own block first."""
+    h, w = base.map_size
+
+    def label(block: Sequence[int], k: int) -> str:
+        return f"{block[0]}x{block[1]} cells, K = {k} ({k * block[0] * block[1]} of {h * w} cells)"
+
+    runs = {label(base.block, base.k): "pmm"}
+    runs |= {label(block, k): block_run_name(block) for block, k in BLOCK_SWEEP}
+    return runs
+
+
+def occlusion_table(records: Mapping[str, RunRecord], runs: Mapping[str, str]) -> pd.DataFrame:
+    """mAP with and without each test image's K most active backbone blocks zeroed, and the share kept
+    (percent, seed mean ± sd)."""
+    rows = [{"model": label, "our run": run, "mAP": report.arm_cell(records, run, "mAP"),
+             "mAP, salient blocks zeroed": report.arm_cell(records, run, "occluded.mAP"),
+             "mAP kept (%)": report.arm_cell(records, run, "occluded.retained")}
+            for label, run in runs.items()]
+    return pd.DataFrame(rows).set_index("model")
 
 
 def sweep_table(records: Mapping[str, RunRecord], runs: Mapping[str, str], index: str) -> pd.DataFrame:

@@ -237,3 +237,34 @@ def pretrain_table(scale: str, root: str | os.PathLike | None = None) -> pd.Data
                      "final train accuracy (%)": round(100 * _metric_or_nan(record, "train_acc"), 2),
                      "wall time (min)": round(record.wall_time_s / 60, 1)})
     return pd.DataFrame(rows, columns=list(PRETRAIN_COLUMNS))
+
+
+def train_benchmark_files(root: str | os.PathLike | None = None) -> list[str]:
+    """The training-throughput results files (``benchmarks/bench_train.py``) under the results root,
+    one per device type (``bench_train_cpu.json``, ``bench_train_cuda.json``)."""
+    folder = results_root(root) / "benchmarks"
+    return sorted(str(p) for p in folder.glob("bench_train_*.json")) if folder.is_dir() else []
+
+
+def train_benchmark_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """The rows of one training-throughput results file as a table (images/s with the model alone and
+    with the data pipeline, the slowdown the pipeline adds, TFLOP/s and share of peak on CUDA), and the
+    file's provenance and settings.
+
+    Raises:
+        ValueError: the file is not a ``bench_train`` results file (the message names it).
+    """
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if data.get("benchmark") != "bench_train" or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a bench_train results file (no 'benchmark': 'bench_train' and 'rows')")
+    columns = {"chapter": "chapter", "scale": "scale", "backbone": "backbone", "input": "input",
+               "batch": "batch", "model_images_per_s": "model only (img/s)",
+               "pipeline_images_per_s": "with data pipeline (img/s)",
+               "pipeline_slowdown": "pipeline slowdown",
+               "tflops": "TFLOP/s", "peak_share": "share of peak"}
+    table = pd.DataFrame(data["rows"]).reindex(columns=list(columns)).rename(columns=columns)
+    meta = {k: data.get(k) for k in ("provenance", "settings", "not_measured", "threads")}
+    return table, meta

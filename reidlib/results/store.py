@@ -335,6 +335,25 @@ def _field(config: Any, name: str) -> Any:
     return getattr(config, name, None)
 
 
+def reusable_run(chapter: str, run: str, scale: str, config: Any, data_identity: str | None = None,
+                 root: str | os.PathLike | None = None) -> tuple[RunRecord | None, str]:
+    """The stored run :func:`run_or_reuse` would reuse (marked ``reused``), or ``None`` and why not: no
+    results file, a stored config that differs from ``config``, or other data."""
+    path = run_path(chapter, run, scale, root)
+    if not path.is_file():
+        return None, f"no results file {path}"
+    stored = read_run_file(path)
+    diffs = config_differences(stored.config, to_jsonable(config, "config"))
+    same_data = data_identity is None or stored.data_identity == data_identity
+    if not diffs and same_data:
+        return dataclasses.replace(stored, reused=True), ""
+    why = [f"config differs in {', '.join(diffs[:8])}"] if diffs else []
+    if not same_data:
+        stored_identity = stored.data_identity or "not recorded"
+        why.append(f"its data differ (stored {stored_identity}, now {data_identity})")
+    return None, "; ".join(why)
+
+
 def run_or_reuse(
     chapter: str,
     run: str,
@@ -373,21 +392,14 @@ def run_or_reuse(
             f"run {chapter}/{run}: pass dataset= or give the config a 'dataset' field (got {dataset!r})"
         )
     path = run_path(chapter, run, scale, root)
-    wanted = to_jsonable(config, "config")
     if reuse and path.is_file():
-        stored = read_run_file(path)
-        diffs = config_differences(stored.config, wanted)
-        same_data = data_identity is None or stored.data_identity == data_identity
-        if not diffs and same_data:
+        stored, why = reusable_run(chapter, run, scale, config, data_identity, root)
+        if stored is not None:
             when = stored.provenance.get("timestamp_utc", "?")
             commit = str(stored.provenance.get("git", {}).get("commit", "unknown"))[:10]
             print(f"Reused {chapter}/{scale}/{run}: same config, recorded {when} at commit {commit} ({path})")
-            return dataclasses.replace(stored, reused=True)
-        why = [f"config differs in {', '.join(diffs[:8])}"] if diffs else []
-        if not same_data:
-            stored_identity = stored.data_identity or "not recorded"
-            why.append(f"its data differ (stored {stored_identity}, now {data_identity})")
-        print(f"Not reusing {path}: {'; '.join(why)}; training again")
+            return stored
+        print(f"Not reusing {path}: {why}; training again")
     start = time.perf_counter()
     outcome = train_fn()
     wall = time.perf_counter() - start

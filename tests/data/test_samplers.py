@@ -95,3 +95,31 @@ def test_pk_batch_indices_draws_p_identities_with_k_images_each():
         pids, 2, 3, torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match="needs P = 5 identities"):
         pk_batch_indices(pids, p=5, k=2)
+
+
+def test_distributed_identity_sampler_splits_each_batch_by_identity():
+    from reidlib.data.samplers import DistributedIdentitySampler
+
+    pids = [p for p in range(12) for _ in range(5)]  # 12 identities x 5 images
+    single = list(RandomIdentitySampler(pids, 16, 4, seed=3))
+    ranks = [DistributedIdentitySampler(pids, 16, 4, seed=3, rank=r, world_size=2) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(0)
+    shares = [list(s) for s in ranks]
+    assert all(len(share) == len(s) == len(single) // 2 for share, s in zip(shares, ranks, strict=True))
+    for step in range(len(single) // 16):
+        a, b = (share[step * 8:(step + 1) * 8] for share in shares)
+        assert a + b == single[step * 16:(step + 1) * 16]  # the union is the single-process batch
+        assert not {pids[i] for i in a} & {pids[i] for i in b}  # distinct identities per rank
+    ranks[0].set_epoch(1)
+    assert list(ranks[0]) != shares[0]
+
+
+def test_distributed_identity_sampler_errors():
+    from reidlib.data.samplers import DistributedIdentitySampler
+
+    pids = [p for p in range(6) for _ in range(4)]
+    with pytest.raises(ValueError, match="P = 3 identities per batch cannot be split over 2 ranks"):
+        DistributedIdentitySampler(pids, 12, 4, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank 2 is not in"):
+        DistributedIdentitySampler(pids, 8, 4, rank=2, world_size=2)

@@ -39,6 +39,14 @@ def test_top_block_mask_zeroes_the_k_most_salient_blocks():
     assert top_block_mask(cam, (3, 2), 0).eq(1).all()
 
 
+def test_block_masks_with_every_block():
+    cam = torch.rand(3, 24, 8)
+    assert top_block_mask(cam, (3, 2), 32).eq(0).all()  # K = all blocks: nothing of the anchor is kept
+    rand = random_block_mask(3, 24, 8, (3, 2), 32, torch.Generator().manual_seed(0))
+    assert rand.eq(0).all()
+    assert random_block_mask(3, 24, 8, (3, 2), 0, torch.Generator().manual_seed(0)).eq(1).all()
+
+
 def test_block_mask_errors_name_the_sizes():
     with pytest.raises(ValueError, match="cannot be cut into 5x2 blocks"):
         top_block_mask(torch.rand(1, 24, 8), (5, 2), 3)

@@ -81,6 +81,28 @@ def test_in_training_gradcam_leaves_no_gradient_behind():
         assert torch.allclose(grad, constants[name], atol=1e-6, rtol=1e-5), name
 
 
+def _batch_statistics_only(model):
+    """BatchNorm that always normalises with the batch's statistics: train and eval mode then compute
+    the same function, so the in-training Grad-CAM and the explainer's (eval mode) see the same graph."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            m.track_running_stats, m.running_mean, m.running_var = False, None, None
+    return model
+
+
+def test_in_training_gradcam_equals_the_explainers():
+    from reidlib.explain.gradcam import grad_cam
+    from reidlib.explain.targets import class_target
+
+    model = _batch_statistics_only(_pmm(k=1)).train()
+    x = torch.randn(8, 3, 96, 32)
+    in_loop = model(x, PIDS, generator=torch.Generator().manual_seed(0)).extras["cams"][:, 0]
+    explained = grad_cam(model, x, class_target(PIDS, branch=0), layer=0)  # stage I's logit on F
+    assert model.training  # the explainer restores the mode
+    assert in_loop.shape == explained.maps.shape == (8, 6, 2) and bool((explained.maps > 0).any())
+    assert torch.allclose(in_loop, explained.normalized(), atol=1e-5)  # both scaled to [0, 1] per map
+
+
 def test_pmm_variants():
     x = torch.randn(8, 3, 96, 32)
     cut = _pmm(mix="cutout", k=1).train()(x, PIDS)

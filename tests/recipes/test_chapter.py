@@ -242,3 +242,28 @@ def _ha_smoke():
     from reidlib.recipes import hybrid_attention as ha
 
     return ha.config_for("smoke")
+
+
+def test_identity_loader_on_the_device_path_keeps_the_sampler_order():
+    from PIL import Image
+
+    from reidlib.data.device_augment import DeviceAugment, DeviceLoader
+    from reidlib.data.samplers import RandomIdentitySampler
+
+    train = [Record(f"t{i}.png", i // 4, i % 3) for i in range(24)]
+    splits = ReIDSplits("toy", train, [], [], 6, 3)
+    data = ChapterData(splits, image_source=lambda p: Image.new("RGB", (8, 16), (int(p[1:-4]), 0, 0)),
+                       synth=None, name="toy")
+    augment = DeviceAugment(flip=False, pad=0, normalize=False)
+    loader = chapter.identity_loader(data, None, 8, 4, seed=5, device_augment=augment, size=(16, 8))
+    assert isinstance(loader, DeviceLoader) and len(loader) == 3
+    order = list(RandomIdentitySampler(train, 8, 4, seed=5))
+    first = next(iter(loader))
+    assert first["index"].tolist() == order[:8]
+    assert torch.allclose(first["image"][:, 0, 0, 0] * 255, torch.tensor(order[:8], dtype=torch.float32))
+    again = chapter.identity_loader(data, None, 8, 4, seed=5, device_augment=augment, size=(16, 8))
+    assert again.bank is loader.bank  # resized once per size, kept in data.cache
+    with pytest.raises(ValueError, match="needs the training size"):
+        chapter.identity_loader(data, None, 8, 4, seed=5, device_augment=augment)
+    with pytest.raises(ValueError, match="give a transform or a device_augment"):
+        chapter.identity_loader(data, None, 8, 4, seed=5)

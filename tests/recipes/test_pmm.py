@@ -40,6 +40,33 @@ def test_run_table():
     assert pmm.run_config("cutmix", CPU).mix == "none" and pmm.run_config("cutmix", CPU).image_mix == "cutmix"
     for arm in pmm.CLAIM_ARMS:
         assert pmm.run_config(f"{arm}_seed2", CPU) == dataclasses.replace(pmm.run_config(arm, CPU), seed=2)
+    for (rows, cols), k in pmm.BLOCK_SWEEP:  # about the same mixed area as 3 one-cell blocks
+        cfg = pmm.run_config(pmm.block_run_name((rows, cols)), CPU)
+        assert cfg.block == [rows, cols] and cfg.k == k and 3 <= rows * cols * k <= 4
+        assert pmm.block_run_name((rows, cols)) in names
+
+
+def test_salient_blocks_zeroed_hides_the_most_active_blocks():
+    cfg = pmm.config_for("smoke", pretrained=False)
+    model = pmm.build_model(cfg, 4).eval()
+    seen = []
+    model.stage1.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    x = torch.rand(2, 3, cfg.height, cfg.width)
+    with torch.no_grad():
+        plain = model.backbone(x)
+        with pmm.salient_blocks_zeroed(model, [1, 1], 2):
+            model(x)
+        model(x)
+    zeroed, after = seen
+    activity = plain.sum(dim=1).flatten(1)  # (B, cells)
+    top = activity.topk(2, dim=1).indices
+    flat = zeroed.flatten(2)
+    for b in range(2):
+        assert (flat[b][:, top[b]] == 0).all()
+        rest = [i for i in range(activity.shape[1]) if i not in top[b].tolist()]
+        assert torch.equal(flat[b][:, rest], plain.flatten(2)[b][:, rest])
+    assert torch.equal(after, plain)  # the hook is gone
+    assert not model.backbone._forward_hooks
 
 
 @pytest.mark.parametrize("run", ["bdb", "pmm", "cutout", "cutmix", "acutmix"])
@@ -70,7 +97,9 @@ def test_smoke_runs_and_reuse(tmp_path):
     names = ["bdb", "pmm", "acutmix"]
     runs = pmm.run_all(base, ctx, names)
     assert list(runs) == names
-    assert {"mAP", "rank1", "truncated50_mAP", "family"} <= set(runs["pmm"].metrics)
+    assert {"mAP", "rank1", "truncated50_mAP", "family", "occluded"} <= set(runs["pmm"].metrics)
+    occluded = runs["pmm"].metrics["occluded"]
+    assert occluded["retained"] == pytest.approx(occluded["mAP"] / runs["pmm"].metrics["mAP"])
     assert runs["pmm"].metrics["truncated50_mAP"] <= runs["pmm"].metrics["mAP"] + 1e-9
     again = pmm.run_all(base, dataclasses.replace(ctx, reuse=True), names)
     assert all(r.record.reused for r in again.values())

@@ -26,6 +26,15 @@ def test_tables(smoke):
     assert t3.loc["CutOut", "paper rank1, CUHK03 (detected)"] == 73.5
     assert "(1 seed)" in t3.loc["CutOut", "ours mAP"] and t3.loc["CutMix", "ours mAP"] == "not run"
     assert "± " in pmm_report.main_table(records).loc["PMM (three stages, A-Hard-Mix)", "mAP"]
+    reported = pmm_report.reported_table(records)
+    assert reported.loc["BDB", "paper mAP, Market-1501"] == 86.2
+    assert reported.loc["BDB", "paper rank1, CUHK03 (labeled)"] == 79.4
+    assert reported["paper mAP, Market-1501"].isna()["PMM"]  # Table 2 was lost: never reconstructed
+    assert "± " in reported.loc["PMM", "ours mAP"]
+    occlusion = pmm_report.occlusion_table(records, {"PMM": "pmm", "no mix": "pmm_no_mix"})
+    assert "± " in occlusion.loc["PMM", "mAP kept (%)"] and occlusion.loc["no mix", "mAP"] == "not run"
+    blocks = pmm_report.sweep_table(records, pmm_report.block_runs(base), "block")
+    assert list(blocks["our run"]) == ["pmm", "pmm_block2x1", "pmm_block2x2"]
     stages = pmm_report.sweep_table(records, pmm_report.STAGE_RUNS, "stages")
     assert stages.loc["2 stages", "mAP"] == "not run"
     scores = pmm_report.map_scores_table(records, {"BDB": "bdb", "PMM": "pmm"})

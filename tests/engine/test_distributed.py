@@ -1,0 +1,87 @@
+"""Data-parallel training with torchrun on the CPU (gloo): two processes give the single-process run's
+first gradients and loss curve (a BN-free model, the same global batch), see distinct identities per step,
+write from rank 0 only, and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from reidlib.engine import distributed
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+PIDS = [p for p in range(8) for _ in range(4)]
+
+
+def _run(out: Path, epochs: int, processes: int, *extra: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*launcher, str(WORKER), str(out), str(epochs), *extra], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    _run(root / "single", 2, 1)
+    _run(root / "ddp", 2, 2)
+    _run(root / "resumed", 1, 2)
+    _run(root / "resumed", 2, 2)  # continues the 1-epoch run's latest.pt to 2 epochs
+    _run(root / "separate", 1, 2, "--separate")
+    return root
+
+
+def _load(path: Path):
+    return torch.load(path, weights_only=True)
+
+
+def test_two_processes_match_one(runs):
+    single, ddp = _load(runs / "single/first_grads_epochs2.pt"), _load(runs / "ddp/first_grads_epochs2.pt")
+    assert single.keys() == ddp.keys()
+    for name in single:
+        assert torch.allclose(single[name], ddp[name], atol=1e-6, rtol=1e-5), name
+    h1 = json.loads((runs / "single/history_epochs2.json").read_text())
+    h2 = json.loads((runs / "ddp/history_epochs2.json").read_text())
+    assert [e["loss"] for e in h1] == pytest.approx([e["loss"] for e in h2], rel=1e-5)
+    assert h2[0]["iterations"] == h1[0]["iterations"] == 2
+    w1, w2 = _load(runs / "single/weights_epochs2.pt"), _load(runs / "ddp/weights_epochs2.pt")
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+
+
+def test_ranks_see_distinct_identities_whose_union_is_the_batch(runs):
+    single = json.loads((runs / "single/pids_rank0_epochs2.json").read_text())
+    shares = [json.loads((runs / f"ddp/pids_rank{r}_epochs2.json").read_text()) for r in range(2)]
+    assert len(single) == len(shares[0]) == len(shares[1]) == 4  # 2 epochs x 2 steps
+    for whole, a, b in zip(single, *shares, strict=True):
+        assert len(a) == len(b) == 8 and not set(a) & set(b)
+        assert a + b == whole
+
+
+def test_only_rank0_writes(runs):
+    assert (runs / "separate/rank0/latest.pt").is_file() and (runs / "separate/rank0/history.json").is_file()
+    assert not (runs / "separate/rank1").exists()  # rank 1 trained into its own folder and wrote nothing
+
+
+def test_resume_under_ddp_continues_the_same_run(runs):
+    whole, resumed = _load(runs / "ddp/weights_epochs2.pt"), _load(runs / "resumed/weights_epochs2.pt")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    state = torch.load(runs / "resumed/latest.pt", weights_only=False)
+    assert len(state["ranks"]) == 2 and state["epoch"] == 2
+
+
+def test_helpers_without_a_process_group():
+    assert distributed.world_size() == 1 and distributed.rank() == 0 and distributed.is_main_process()
+    assert distributed.all_reduce_sum([1.0, 2.0], torch.device("cpu")) == [1.0, 2.0]
+    model = torch.nn.Linear(2, 2)
+    assert distributed.wrap_model(model, torch.device("cpu")) is model
+    assert distributed.init_from_env("cpu") is None  # WORLD_SIZE unset
