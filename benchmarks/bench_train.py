@@ -3,8 +3,8 @@
 For each chapter the recipe's own model, loss and training forward are stepped (forward, backward, Adam
 step) in two ways:
 
-* **model only**: one batch of the scale's input size and batch, already on the device, stepped again and
-  again: the model's speed;
+* **model only**: one batch of the recipe's loader, already on the device, stepped again and again: the
+  model's speed;
 * **with the data pipeline**: batches from the recipe's own training loader (decode or render, PIL
   augmentations, collation, transfer) on SynthReID ``tiny`` drawn at the scale's input size: the
   per-image cost of loading does not depend on the dataset's size.
@@ -63,7 +63,6 @@ class Parts:
     size: tuple[int, int]
     backbone: str
     params: list[nn.Parameter]
-    num_classes: int
 
 
 def _backbone_name(cfg: Any) -> str:
@@ -73,7 +72,7 @@ def _backbone_name(cfg: Any) -> str:
 def _parts(cfg: Any, data: chapter.ChapterData, model: nn.Module, loss: Any, loader: Callable[[], Any],
            forward: Callable[[nn.Module, dict[str, Any]], Any] = default_forward) -> Parts:
     return Parts(model, loss, forward, loader, cfg.batch_size, (cfg.height, cfg.width), _backbone_name(cfg),
-                 [p for p in model.parameters() if p.requires_grad], data.num_classes)
+                 [p for p in model.parameters() if p.requires_grad])
 
 
 def chapter_parts(name: str, scale: str) -> Parts:
@@ -109,17 +108,8 @@ def chapter_parts(name: str, scale: str) -> Parts:
         tf = build_train_transform(*size, flip=True)
         return Parts(model, rdr.ranking_loss(cfg), forward_any_size,
                      lambda: chapter.identity_loader(data, tf, batch, cfg.pk_instances, 0), batch, size,
-                     _backbone_name(cfg), list(model.parameters()), data.num_classes)
+                     _backbone_name(cfg), list(model.parameters()))
     raise ValueError(f"unknown chapter {name!r}; expected one of {CHAPTERS}")
-
-
-def _synthetic_batch(parts: Parts, num_classes: int, device: torch.device) -> dict[str, Any]:
-    """A ``P x 4`` batch of random images of the scale's size on the device."""
-    k = 4
-    pids = torch.arange(parts.batch // k).repeat_interleave(k) % num_classes
-    return {"image": torch.randn(parts.batch, 3, *parts.size, device=device), "pid": pids.to(device),
-            "camid": torch.zeros(parts.batch, dtype=torch.long, device=device),
-            "index": torch.arange(parts.batch, device=device)}
 
 
 class Stepper:
@@ -198,7 +188,7 @@ def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int) 
     """One row: images/s with the model only and with the data pipeline, and (CUDA) TFLOP/s."""
     parts = chapter_parts(name, scale)
     stepper = Stepper(parts, device)
-    fixed = _synthetic_batch(parts, parts.num_classes, device)
+    fixed = next(_loader_batches(parts, device))  # the loader's own batch structure (P x K or shuffled)
     model_s, model_images = _timed(stepper, iter(lambda: dict(fixed), None), warmup, steps)
     pipe_s, pipe_images = _timed(stepper, _loader_batches(parts, device), warmup, steps)
     row: dict[str, Any] = {

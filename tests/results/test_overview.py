@@ -227,3 +227,27 @@ def test_pretrain_table_reads_the_trunks_results_files(tmp_path):
     # the trunks' wall time sits beside the chapters' in the cost table
     cost = cost_table([PRETRAIN_CHAPTER], ["cpu"], root)
     assert cost.loc[PRETRAIN_CHAPTER, ("wall time (min)", "cpu")] == 11.5
+
+
+def test_train_benchmark_table(tmp_path):
+    import json
+
+    from reidlib.results.overview import train_benchmark_files, train_benchmark_table
+
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    row = {"chapter": "pmm", "scale": "cpu", "backbone": "ResNet-18 (width 16)", "input": "128x64",
+           "batch": 64, "model_images_per_s": 300.0, "pipeline_images_per_s": 150.0, "pipeline_slowdown": 2.0}
+    (folder / "bench_train_cpu.json").write_text(json.dumps(
+        {"benchmark": "bench_train", "rows": [row], "not_measured": [], "threads": 2,
+         "provenance": {"device": {"name": "cpu"}}, "settings": {}}))
+    (folder / "other.json").write_text("{}")
+    files = train_benchmark_files(tmp_path)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["bench_train_cpu.json"]
+    table, meta = train_benchmark_table(files[0])
+    assert table.loc[0, "with data pipeline (img/s)"] == 150.0 and table.loc[0, "pipeline slowdown"] == 2.0
+    assert table["TFLOP/s"].isna().all() and meta["threads"] == 2
+    (folder / "bench_train_bad.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="bench_train_bad.json: not a bench_train results file"):
+        train_benchmark_table(folder / "bench_train_bad.json")
+    assert train_benchmark_files(tmp_path / "nothing") == []
