@@ -3,6 +3,7 @@ reader accepts."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 from reidlib.results.overview import train_benchmark_table
@@ -13,7 +14,11 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train.py"
 def _module():
     spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
     return module
 
 
