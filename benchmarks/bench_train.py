@@ -78,26 +78,19 @@ def _parts(cfg: Any, data: chapter.ChapterData, model: nn.Module, loss: Any, loa
 def chapter_parts(name: str, scale: str) -> Parts:
     """The recipe's model, loss, forward and loader of ``name`` at ``scale`` (random weights)."""
     common = {"pretrained": False, "synth_preset": "tiny", "dataset": chapter.SYNTHREID}
-    if name == "cama":
-        cfg = cama.config_for(scale, **common)
+    recipes = {  # chapter -> (recipe, model builder, loss builder)
+        "cama": (cama, cama.build_model, cama.cama_loss),
+        "fmn": (fmn, lambda cfg, n: fmn.build_fmn(cfg, fmn.build_grn(cfg, n), n), fmn.stage2_loss),
+        "hybrid_attention": (ha, ha.build_model, ha.loss_for),
+        "pmm": (pmm, pmm.build_model, pmm.loss_for),
+    }
+    if name in recipes:
+        recipe, build, loss = recipes[name]
+        cfg = recipe.config_for(scale, **common)
         data = chapter.load_data(cfg)
-        return _parts(cfg, data, cama.build_model(cfg, data.num_classes), cama.cama_loss(cfg),
-                      lambda: cama.train_loader(cfg, data))
-    if name == "fmn":
-        cfg = fmn.config_for(scale, **common)
-        data = chapter.load_data(cfg)
-        model = fmn.build_fmn(cfg, fmn.build_grn(cfg, data.num_classes), data.num_classes)
-        return _parts(cfg, data, model, fmn.stage2_loss(cfg), lambda: fmn.train_loader(cfg, data))
-    if name == "hybrid_attention":
-        cfg = ha.config_for(scale, **common)
-        data = chapter.load_data(cfg)
-        return _parts(cfg, data, ha.build_model(cfg, data.num_classes), ha.loss_for(cfg),
-                      lambda: ha.train_loader(cfg, data))
-    if name == "pmm":
-        cfg = pmm.config_for(scale, **common)
-        data = chapter.load_data(cfg)
-        return _parts(cfg, data, pmm.build_model(cfg, data.num_classes), pmm.loss_for(cfg),
-                      lambda: pmm.train_loader(cfg, data), pmm.TrainingForward(cfg))
+        forward = pmm.TrainingForward(cfg) if name == "pmm" else default_forward
+        return _parts(cfg, data, build(cfg, data.num_classes), loss(cfg),
+                      lambda: recipe.train_loader(cfg, data), forward)
     if name == "reid_done_right":
         from reidlib.data.transforms import build_train_transform
 
