@@ -44,7 +44,7 @@ ForwardFn = Callable[[nn.Module, dict[str, Any]], ReIDOutput]
 
 _TUPLE_KEYS = ("image", "pid", "camid", "index")
 # TrainConfig fields that may change between a run and its resumption (train longer, log differently).
-RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "channels_last")
+RESUMABLE_CHANGES = ("epochs", "progress", "checkpoint_every", "channels_last", "compile")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,6 +72,15 @@ def batch_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str,
     """Move every tensor of ``batch`` to ``device`` (other entries are kept as they are)."""
     nb = device.type == "cuda"
     return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The autocast type of ``TrainConfig.amp_dtype`` on ``device``: ``"auto"`` is bfloat16 where the GPU
+    supports it (compute capability 8.0 and later) and float16 elsewhere."""
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float16
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def default_forward(model: nn.Module, batch: dict[str, Any]) -> ReIDOutput:
@@ -166,6 +175,8 @@ class Trainer:
                                                     find_unused_parameters)
         if self.trained_model is not self.model and sync_batchnorm:
             self.model = self.trained_model.module
+        if cfg.compile:
+            self.trained_model = torch.compile(self.trained_model)
         self.loss_fn = loss_fn
         self.train_loader = train_loader
         self.cfg = cfg
@@ -180,7 +191,9 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.epochs, self.steps_per_epoch,
                                          base_lr=cfg.optimizer.lr)
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = autocast_dtype(cfg.amp_dtype, self.device)
+        # bfloat16 has float32's exponent range: its gradients do not underflow, so they need no scaling.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch = 0  # finished epochs
         self.global_step = 0  # optimizer steps taken
         self.history = History()
@@ -264,7 +277,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] or not self.scaler.is_enabled():  # a CPU or bfloat16 run saved no scale
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.history = History(state["history"])
@@ -396,7 +410,7 @@ class Trainer:
             batch = batch_to_device(as_batch_dict(raw), self.device)
             if cfg.channels_last and torch.is_tensor(batch.get("image")) and batch["image"].ndim == 4:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 output = self.forward_fn(self.trained_model, batch)
                 loss, terms = self.loss_fn(output, batch)
             if not torch.is_tensor(loss) or loss.ndim != 0:

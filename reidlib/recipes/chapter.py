@@ -314,6 +314,12 @@ def data_name(cfg: ChapterConfig) -> str:
     return f"synthreid_{cfg.synth_preset}" + ("" if domain == "a" else f"_{domain}")
 
 
+def pin_memory() -> bool:
+    """Whether the loaders put their batches in page-locked memory: on a machine with a GPU, so that the
+    trainer's ``non_blocking`` copies overlap the step (pinning costs a copy and is useless without one)."""
+    return torch.cuda.is_available()
+
+
 def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int, seed: int,
                  num_workers: int = 0) -> DataLoader:
     """Shuffled training batches of ``batch_size`` (the last partial one dropped) through ``transform``;
@@ -334,10 +340,11 @@ def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], ba
         sampler = DistributedSampler(train, num_replicas=ranks, rank=distributed.rank(), shuffle=True,
                                      seed=seed, drop_last=True)
         return DataLoader(train, batch_size=batch_size // ranks, sampler=sampler, drop_last=True,
-                          num_workers=num_workers, persistent_workers=num_workers > 0)
+                          num_workers=num_workers, persistent_workers=num_workers > 0,
+                          pin_memory=pin_memory())
     return DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
                       generator=make_generator(seed), num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory())
 
 
 def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] | None, batch_size: int,
@@ -371,7 +378,8 @@ def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] 
     if transform is None:
         raise ValueError("identity_loader: give a transform or a device_augment")
     train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
-    return DataLoader(train, batch_size=sampler.local_batch_size, sampler=sampler, drop_last=True)
+    return DataLoader(train, batch_size=sampler.local_batch_size, sampler=sampler, drop_last=True,
+                      pin_memory=pin_memory())
 
 
 def arm_of(name: str) -> str:
@@ -384,7 +392,7 @@ def test_loader(data: ChapterData, records: Sequence[Record], transform: Callabl
                 batch_size: int = 128) -> DataLoader:
     """``records`` in order through ``transform`` (for feature extraction)."""
     dataset = ImageDataset(records, transform, image_source=data.image_source)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin_memory())
 
 
 def cached_test_batches(data: ChapterData, records: Sequence[Record],

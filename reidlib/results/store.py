@@ -315,18 +315,43 @@ def load_runs(chapter: str, scale: str, root: str | os.PathLike | None = None):
     return pd.DataFrame(rows, columns=None if rows else base)
 
 
-def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields where two JSON-like configs differ (empty when equal)."""
+def config_differences(a: Any, b: Any, prefix: str = "", defaults: Any = None) -> list[str]:
+    """Dotted names of the fields where two JSON-like configs differ (empty when equal).
+
+    ``defaults``: the JSON-like default values of ``b``'s fields (:func:`config_defaults`). A field that
+    ``a`` lacks and ``b`` holds at its default is no difference: it was added to the config class after
+    ``a`` was stored, and a new field's default keeps the behaviour it had before.
+    """
     if isinstance(a, dict) and isinstance(b, dict):
         diffs = []
+        known = defaults if isinstance(defaults, dict) else {}
         for key in sorted(set(a) | set(b)):
             name = f"{prefix}{key}"
+            if key not in a and key in known and b[key] == known[key]:
+                continue
             if key not in a or key not in b:
                 diffs.append(name)
             else:
-                diffs.extend(config_differences(a[key], b[key], f"{name}."))
+                diffs.extend(config_differences(a[key], b[key], f"{name}.", known.get(key)))
         return diffs
     return [] if a == b else [prefix.rstrip(".") or "<root>"]
+
+
+def config_defaults(config: Any) -> Any:
+    """The JSON-like default values of a dataclass config's fields, nested like ``to_jsonable(config)``
+    (fields without a default are left out)."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        return None
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = config_defaults(value)
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = to_jsonable(f.default, f.name)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = to_jsonable(f.default_factory(), f.name)
+    return out
 
 
 def _field(config: Any, name: str) -> Any:
@@ -343,7 +368,7 @@ def reusable_run(chapter: str, run: str, scale: str, config: Any, data_identity:
     if not path.is_file():
         return None, f"no results file {path}"
     stored = read_run_file(path)
-    diffs = config_differences(stored.config, to_jsonable(config, "config"))
+    diffs = config_differences(stored.config, to_jsonable(config, "config"), defaults=config_defaults(config))
     same_data = data_identity is None or stored.data_identity == data_identity
     if not diffs and same_data:
         return dataclasses.replace(stored, reused=True), ""

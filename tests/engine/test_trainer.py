@@ -256,3 +256,37 @@ def test_epoch_start_and_step_progress_callbacks(tmp_path):
     assert [e["pool"] for e in t.history.epochs] == [0.0, 1.0, 2.0]
     with pytest.raises(TypeError, match="set_progress"):
         StepProgress([object()], 3)
+
+
+def test_autocast_type_follows_amp_dtype():
+    from reidlib.engine.trainer import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("bfloat16", cpu) == torch.bfloat16
+    assert autocast_dtype("float16", cpu) == torch.float16
+    assert autocast_dtype("auto", cpu) == torch.float16  # no bf16 GPU here: AMP is off on CPU anyway
+    with pytest.raises(ValueError, match="amp_dtype"):
+        TrainConfig(amp_dtype="fp8")
+
+
+def test_no_gradient_scaling_without_float16_autocast(tmp_path):
+    t = Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(amp_dtype="bfloat16"), tmp_path)
+    assert not t.use_amp and not t.scaler.is_enabled()  # CPU: no autocast, no scaler
+    t.fit()
+    again = Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(epochs=3, amp_dtype="bfloat16"), tmp_path)
+    again.fit(resume=True)  # the saved (empty) scaler state loads
+    assert again.epoch == 3
+
+
+def test_compiled_model_trains_like_the_plain_one(tmp_path):
+    weights = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        t = Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(compile=flag), tmp_path / str(flag))
+        t.fit()
+        weights[flag] = t.model.classifier.weight.detach().clone()
+        assert (t.trained_model is not t.model) == flag
+        # the checkpoint holds the plain model's parameter names
+        saved = torch.load(tmp_path / str(flag) / "latest.pt", weights_only=False)["model"]
+        assert set(saved) == {"classifier.weight", "classifier.bias"}
+    torch.testing.assert_close(weights[True], weights[False], rtol=1e-5, atol=1e-6)

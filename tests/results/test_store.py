@@ -1,5 +1,5 @@
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ from reidlib.results.store import (
     load_run,
     load_runs,
     lookup_metric,
+    reusable_run,
     run_or_reuse,
     run_path,
     save_run,
@@ -156,3 +157,42 @@ def test_run_or_reuse_validates(tmp_path):
         run_or_reuse("c", "r", "cpu", {"dataset": "d"}, lambda: {"mAP": 1.0}, root=tmp_path)
     rec = run_or_reuse("c", "r", "cpu", {"dataset": "d"}, lambda: {"metrics": {"mAP": 1.0}}, root=tmp_path)
     assert rec.metrics == {"mAP": 1.0} and rec.seed is None
+
+
+@dataclass
+class Inner:
+    momentum: float = 0.9
+
+
+@dataclass
+class Grown:
+    """``Cfg`` after two fields were added (one nested), as a config class grows between runs."""
+
+    dataset: str = "synth_tiny"
+    seed: int = 3
+    lr: float = 0.01
+    size: tuple = (64, 32)
+    out: Path = Path("runs/x")
+    amp_dtype: str = "auto"
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_a_field_added_at_its_default_does_not_block_reuse(tmp_path, capsys):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return RunOutcome(metrics={"mAP": 0.4}, history=[{"epoch": 1}])
+
+    run_or_reuse("c", "r", "cpu", Cfg(), train, reuse=True, root=tmp_path)
+    again = run_or_reuse("c", "r", "cpu", Grown(), train, reuse=True, root=tmp_path)
+    assert calls == [1] and again.reused
+    # the new field away from its default is a difference, and so is a changed old one
+    for changed, name in ((Grown(amp_dtype="float16"), "amp_dtype"), (Grown(inner=Inner(0.5)), "inner"),
+                          (Grown(lr=0.5), "lr")):
+        record, why = reusable_run("c", "r", "cpu", changed, root=tmp_path)
+        assert record is None and name in why
+    # a stored field the config no longer has is still a difference
+    run_or_reuse("c", "g", "cpu", Grown(), train, reuse=True, root=tmp_path)
+    record, why = reusable_run("c", "g", "cpu", Cfg(), root=tmp_path)
+    assert record is None and "amp_dtype" in why and "inner" in why
