@@ -51,24 +51,58 @@ def pairwise_distance(
     check_finite(gt, "g", "gallery")
     dtype = torch.promote_types(qt.dtype, gt.dtype)
     qt, gt = qt.to(dtype), gt.to(dtype)
+    # The query mean is the centre, so that gallery chunks (topk_search, evaluate_blocks) see the same.
+    prepared = PreparedGallery(gt, metric, qt.mean(0) if qt.shape[0] else None)
     out = torch.empty(qt.shape[0], gt.shape[0], dtype=dtype, device=qt.device)
-    if metric == "cosine":
-        qn = torch.nn.functional.normalize(qt, dim=1)
-        gn = torch.nn.functional.normalize(gt, dim=1)
-        for s in range(0, qt.shape[0], chunk_size):
-            torch.mm(qn[s : s + chunk_size], gn.T, out=out[s : s + chunk_size])
-        return out.neg_().add_(1.0).clamp_(0.0, 2.0)
-    # Centring changes no distance but shrinks the norms, and with them the cancellation error of
-    # |q|^2 + |g|^2 - 2 q.g (large for the all-positive embeddings that ReLU networks produce). The
-    # query mean is used so that gallery chunks (topk_search, evaluate_blocks) see the same centre.
-    centre = qt.mean(0, keepdim=True) if qt.shape[0] else 0.0
-    qt, gt = qt - centre, gt - centre
-    g_sq = (gt * gt).sum(1)
     for s in range(0, qt.shape[0], chunk_size):
-        block = qt[s : s + chunk_size]
-        o = out[s : s + chunk_size]
-        torch.mm(block, gt.T, out=o)
-        o.mul_(-2.0).add_(g_sq[None, :]).add_((block * block).sum(1, keepdim=True)).clamp_(min=0.0)
-    if metric == "euclidean":
-        out.sqrt_()
+        prepared.rows(qt[s : s + chunk_size], out=out[s : s + chunk_size])
     return out
+
+
+class PreparedGallery:
+    """A gallery made ready for distance rows against any number of query chunks: centred (or, for the
+    cosine, normalised) once, with its squared norms, so each chunk costs one matrix product.
+
+    Centring changes no distance but shrinks the norms, and with them the cancellation error of
+    ``|q|^2 + |g|^2 - 2 q.g`` (large for the all-positive embeddings that ReLU networks produce).
+
+    Args:
+        g: ``(G, D)`` floating gallery embeddings (finite; checked by the callers).
+        metric: a canonical metric name (:func:`check_metric`).
+        centre: ``(D,)`` point subtracted from queries and gallery (``None``: none); unused for the cosine.
+
+    Memory: one ``(G, D)`` copy of the gallery and ``(G,)`` norms.
+    """
+
+    def __init__(self, g: torch.Tensor, metric: str, centre: torch.Tensor | None = None) -> None:
+        self.metric, self.dtype = metric, g.dtype
+        self.num, self.dim = g.shape
+        if metric == "cosine":
+            self.centre = None
+            self.g = torch.nn.functional.normalize(g, dim=1)
+            self.g_sq = None
+        else:
+            self.centre = centre
+            self.g = g - centre if centre is not None else g.clone()
+            self.g_sq = (self.g * self.g).sum(1)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this object holds (the gallery copy and its norms)."""
+        return (self.g.numel() + self.num) * self.g.element_size()
+
+    def rows(self, q: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(R, G)`` distances from the query chunk ``q`` ``(R, D)`` (written into ``out`` if given)."""
+        q = q.to(self.dtype)
+        if out is None:
+            out = torch.empty(q.shape[0], self.num, dtype=self.dtype, device=q.device)
+        if self.metric == "cosine":
+            torch.mm(torch.nn.functional.normalize(q, dim=1), self.g.T, out=out)
+            return out.neg_().add_(1.0).clamp_(0.0, 2.0)
+        if self.centre is not None:
+            q = q - self.centre
+        torch.mm(q, self.g.T, out=out)
+        out.mul_(-2.0).add_(self.g_sq[None, :]).add_((q * q).sum(1, keepdim=True)).clamp_(min=0.0)
+        if self.metric == "euclidean":
+            out.sqrt_()
+        return out

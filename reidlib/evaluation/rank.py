@@ -350,15 +350,54 @@ def _evaluate_chunks(
     ap_mode: str,
     junk_pid: int | None,
 ) -> RankResult:
-    num_q, num_g = d.shape
-    dev = d.device
-    index = _GalleryIndex(gp, gc, junk_pid)
-    firsts, aps, valid = [], [], []
-    sample = slice(None, None, max(1, num_g // 256))
-    for s in range(0, num_q, rows_per_chunk):
-        e = min(num_q, s + rows_per_chunk)
-        block = _half_to_float(d[s:e])
-        cols, good, junk = index.good_columns(qp[s:e], qc[s:e])
+    ranker = QueryChunkRanker(qp, gp, qc, gc, max_rank, ap_mode, junk_pid)
+    for s in range(0, d.shape[0], rows_per_chunk):
+        ranker.add(s, d[s : s + rows_per_chunk])
+    return ranker.result()
+
+
+class QueryChunkRanker:
+    """CMC and mAP from distance rows that arrive a chunk of queries at a time (Market-1501 protocol).
+
+    A query's AP and first-match rank only depend on its own row, so the ``(Q, G)`` matrix never needs to
+    exist: each chunk is ranked when it is added and only ``(Q,)`` results are kept. The numbers equal
+    :func:`evaluate` on the whole matrix exactly (it ranks its matrix through this class).
+
+    Args:
+        q_pids, g_pids, q_camids, g_camids: ``(Q,)``/``(G,)`` labels, as in :func:`evaluate`; their
+            device is where the ranking works.
+        max_rank, ap_mode, junk_pid: as in :func:`evaluate`.
+
+    Call :meth:`add` with consecutive chunks covering queries ``0..Q-1`` in order, then :meth:`result`.
+    """
+
+    def __init__(self, q_pids: torch.Tensor, g_pids: torch.Tensor, q_camids: torch.Tensor,
+                 g_camids: torch.Tensor, max_rank: int = 50, ap_mode: str = "full",
+                 junk_pid: int | None = -1) -> None:
+        _check_options(max_rank, ap_mode)
+        self.qp, self.gp, self.qc, self.gc = q_pids, g_pids, q_camids, g_camids
+        self.max_rank, self.ap_mode, self.junk_pid = max_rank, ap_mode, junk_pid
+        self.num_q, self.num_g = q_pids.numel(), g_pids.numel()
+        self.index = _GalleryIndex(g_pids, g_camids, junk_pid)
+        self.sample = slice(None, None, max(1, self.num_g // 256))
+        self.done = 0
+        self.firsts: list[torch.Tensor] = []
+        self.aps: list[torch.Tensor] = []
+        self.valid: list[torch.Tensor] = []
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        """Rank queries ``start .. start + R - 1`` from their ``(R, G)`` finite-or-+inf distance rows."""
+        if start != self.done:
+            raise ValueError(f"query chunks must arrive in order: expected the chunk starting at query "
+                             f"{self.done}, got {start}")
+        s, e = start, start + block.shape[0]
+        if e > self.num_q or block.shape[1] != self.num_g:
+            raise ValueError(f"distance chunk of shape {tuple(block.shape)} at query {start} does not fit "
+                             f"{self.num_q} queries x {self.num_g} gallery items")
+        dev = block.device
+        block = _half_to_float(block)
+        qp, qc, gp, gc, junk_pid = self.qp[s:e], self.qc[s:e], self.gp, self.gc, self.junk_pid
+        cols, good, junk = self.index.good_columns(qp, qc)
         good_d = torch.gather(block, 1, cols)
         num_rel = good.sum(1)
         neg_inf = torch.tensor(-math.inf, dtype=block.dtype, device=dev)
@@ -366,16 +405,16 @@ def _evaluate_chunks(
         cutoff = torch.where(num_rel > 0, cutoff, torch.full_like(cutoff, math.nan))
 
         # Route each row by the fraction of a column sample it would collect.
-        sampled = block[:, sample]
+        sampled = block[:, self.sample]
         dense = count_at_most(sampled, cutoff).to(dev) > DENSE_ROW_FRACTION * sampled.shape[1]
         # Candidate path on the whole block (dense rows get a NaN cutoff: they collect nothing), so
         # no rows are copied; the few dense rows are copied and sorted.
         nan = torch.full_like(cutoff, math.nan)
         rows, c, v = collect_at_most(block, torch.where(dense, nan, cutoff))
-        rows, c = lexsort_rows(rows, c, v, e - s, num_g)
+        rows, c = lexsort_rows(rows, c, v, e - s, self.num_g)
         expected = torch.where(dense, torch.zeros_like(num_rel), num_rel)
-        hits = _hits_from_candidates(rows, c, e - s, qp[s:e], qc[s:e], gp, gc, junk_pid, expected)
-        first, ap = _first_and_ap(hits, ap_mode)
+        hits = _hits_from_candidates(rows, c, e - s, qp, qc, gp, gc, junk_pid, expected)
+        first, ap = _first_and_ap(hits, self.ap_mode)
         if bool(dense.any()):
             idx = torch.nonzero(dense).squeeze(1)
             if idx.numel() == e - s:
@@ -385,12 +424,19 @@ def _evaluate_chunks(
             else:
                 sub = block[idx]
             hits = _hits_sorting_rows(sub, cols[idx], good[idx], junk[idx], good_d[idx], gp, junk_pid)
-            first[idx], ap[idx] = _first_and_ap(hits, ap_mode)
+            first[idx], ap[idx] = _first_and_ap(hits, self.ap_mode)
         ok = torch.nonzero(num_rel > 0).squeeze(1)
-        firsts.append(first[ok])
-        aps.append(ap[ok])
-        valid.append(ok + s)
-    return _summarise(torch.cat(firsts), torch.cat(aps), torch.cat(valid), num_q, max_rank, ap_mode)
+        self.firsts.append(first[ok])
+        self.aps.append(ap[ok])
+        self.valid.append(ok + s)
+        self.done = e
+
+    def result(self) -> RankResult:
+        """The :class:`RankResult` of all queries (every one must have been added)."""
+        if self.done != self.num_q:
+            raise ValueError(f"only {self.done} of {self.num_q} queries were ranked")
+        return _summarise(torch.cat(self.firsts), torch.cat(self.aps), torch.cat(self.valid), self.num_q,
+                          self.max_rank, self.ap_mode)
 
 
 def _hits_sorting_rows(

@@ -27,7 +27,9 @@ at Market-1501 size).
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import scipy.sparse
@@ -37,12 +39,14 @@ from tqdm.auto import tqdm
 from reidlib.evaluation.arrays import (
     ArrayLike,
     as_float_matrix,
+    as_tensor,
     check_finite,
     check_finite_distances,
     like_input,
     use_numpy,
 )
-from reidlib.evaluation.distance import check_metric, pairwise_distance
+from reidlib.evaluation.distance import check_metric
+from reidlib.evaluation.memory import MemoryBoundError, format_bytes
 from reidlib.evaluation.search import collect_at_most, lexsort_rows, smallest_k
 
 
@@ -102,7 +106,8 @@ def rerank(
     qg, qq, gg = qg.to(dtype), qq.to(dtype), gg.to(dtype)
 
     source = _MatrixSource(qg, qq, gg, squared)
-    final = _rerank_core(source, k1, k2, lambda_, chunk_elements, progress)
+    blocks = _rerank_core(source, k1, k2, lambda_, chunk_elements, progress)
+    final = _collect(blocks, num_q, num_g, dtype, dev)
     return like_input(final, q_g)
 
 
@@ -138,6 +143,44 @@ def rerank_features(
             the rows. Every image's neighbour weights depend on the others, so one such row would
             otherwise turn the whole result into NaN.
     """
+    blocks = rerank_feature_blocks(q_feats, g_feats, k1, k2, lambda_, metric, chunk_elements, progress)
+    first = next(blocks)  # checks the inputs
+    num_q, num_g = as_tensor(q_feats, "q_feats").shape[0], first[2].shape[1]
+    return _collect(itertools.chain([first], blocks), num_q, num_g, first[2].dtype, first[2].device)
+
+
+def rerank_feature_blocks(
+    q_feats: ArrayLike,
+    g_feats: ArrayLike,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_: float = 0.3,
+    metric: str = "euclidean",
+    chunk_elements: int = 2**24,
+    progress: bool = False,
+    max_memory: int | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """:func:`rerank_features` one chunk of queries at a time: yields ``(i0, i1, rows)`` with ``rows`` the
+    ``(i1 - i0, G)`` re-ranked distances of queries ``i0 .. i1 - 1``, in query order, so that a caller can
+    rank them and drop them (:func:`reidlib.evaluation.features.evaluate_features` does). Memory then
+    grows with ``(Q + G) x k1`` (neighbour lists and sparse vectors), never with ``(Q + G)^2`` or
+    ``Q x G``.
+
+    The k-nearest-neighbour lists of pass 1 come from ``(Q + G)^2 D`` multiply-adds done block by block,
+    each ``(b, b)`` block of the symmetric distance matrix computed once and used for the rows on both
+    of its sides (half the products of a row-by-row search).
+
+    Args:
+        q_feats, g_feats, k1, k2, lambda_, metric, chunk_elements, progress: as in :func:`rerank_features`.
+        max_memory: bytes the re-ranking may hold beyond its inputs (``None``: no bound). The parts it
+            must hold are checked against it before they are allocated - the centred copy of the
+            features, the neighbour lists, the sparse vectors once their size is known, one chunk of rows.
+
+    Raises:
+        MemoryBoundError: (a ``ValueError``) ``max_memory`` is below what a part needs; the message names
+            the sizes.
+        NonFiniteError: (a ``ValueError``) a query or gallery row holds NaN or inf.
+    """
     metric = check_metric(metric)
     if metric == "sqeuclidean":
         raise ValueError(
@@ -151,11 +194,72 @@ def rerank_features(
         raise ValueError(f"q_feats, g_feats: expected >= 1 row each, got {qf.shape[0]} and {gf.shape[0]}")
     check_finite(qf, "q_feats", "query", hint="the re-ranked distances would all be NaN")
     check_finite(gf, "g_feats", "gallery", hint="the re-ranked distances would all be NaN")
-    feats = torch.cat([qf, gf]).to(torch.promote_types(qf.dtype, gf.dtype))
-    if metric == "cosine":
-        feats = torch.nn.functional.normalize(feats, dim=1)
+    dtype = torch.promote_types(qf.dtype, gf.dtype)
+    budget = _Budget(max_memory, qf.shape[0], gf.shape[0], qf.shape[1], k1, torch.finfo(dtype).bits // 8)
+    budget.check_start()
+    feats = torch.cat([qf, gf]).to(dtype)
     source = _FeatureSource(feats, qf.shape[0], metric)
-    return _rerank_core(source, k1, k2, lambda_, chunk_elements, progress)
+    yield from _rerank_core(source, k1, k2, lambda_, chunk_elements, progress, budget)
+
+
+def _collect(blocks: Iterable[tuple[int, int, torch.Tensor]], num_q: int, num_g: int, dtype: torch.dtype,
+             device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
+    final = torch.empty(num_q, num_g, dtype=dtype, device=device) if out is None else out
+    for i0, i1, rows in blocks:
+        final[i0:i1] = rows
+    return final
+
+
+class _Budget:
+    """What the re-ranking of ``Q + G`` images must hold, checked against ``max_memory`` (bytes)."""
+
+    def __init__(self, max_memory: int | None, num_q: int, num_g: int, dim: int, k1: int, item: int) -> None:
+        self.max, self.num_q, self.num_g, self.dim = max_memory, num_q, num_g, dim
+        self.k1, self.item = k1, item
+        self.n = num_q + num_g
+        self.sparse = 0
+
+    def _sizes(self) -> str:
+        return f"{self.num_q} queries + {self.num_g} gallery items of dimension {self.dim}, k1 = {self.k1}"
+
+    def fixed(self) -> int:
+        """The centred feature copy, the ``(N, k1 + 1)`` neighbour lists (and two reciprocal copies), a
+        pair of ``(b, b)`` distance blocks and one chunk of query rows."""
+        lists = 3 * self.n * (self.k1 + 1) * 8
+        block = min(NEIGHBOUR_BLOCK, self.n)
+        return self.n * (self.dim + 2) * self.item + lists + 4 * block**2 * self.item
+
+    def check_start(self) -> None:
+        if self.max is None:
+            return
+        need = self.fixed() + 3 * self.num_g * self.item
+        if need > self.max:
+            raise MemoryBoundError(
+                f"max_memory={format_bytes(self.max)}: re-ranking {self._sizes()} needs at least "
+                f"{format_bytes(need)} (the centred copy of the features "
+                f"{format_bytes(self.n * self.dim * self.item)}, the neighbour lists and one row of output)")
+
+    def query_rows(self, chunk_rows: int) -> int:
+        """Query rows per chunk of the last pass within the bound (at most ``chunk_rows``)."""
+        per_row = 3 * self.num_g * self.item  # original distances, output, Jaccard minima
+        if self.max is None:
+            return chunk_rows
+        room = self.max - self.fixed() - self.sparse
+        return max(1, min(chunk_rows, room // per_row))
+
+    def check_sparse(self, nnz: int, k2: int) -> None:
+        """Before building the sparse vectors from the ``nnz`` entries of the sets ``R*``: the vectors,
+        their query expansion and its inverted index (each at most ``k2 x nnz`` entries), 16 bytes each."""
+        self.sparse = (1 + 2 * k2) * nnz * (8 + 8)
+        if self.max is None:
+            return
+        need = self.fixed() + self.sparse + 3 * self.num_g * self.item
+        if need > self.max:
+            raise MemoryBoundError(
+                f"max_memory={format_bytes(self.max)}: re-ranking {self._sizes()} needs about "
+                f"{format_bytes(need)} once the k-reciprocal sets are known ({nnz} sparse entries, "
+                f"{nnz / self.n:.0f} per image, take {format_bytes(self.sparse)}); raise the bound or "
+                "lower k1")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,6 +317,19 @@ class _MatrixSource:
         rank_in_row = torch.arange(rows.numel(), device=self.device) - first[rows]
         return self._sq(row_max), cols[rank_in_row < k].view(n, k)
 
+    def all_neighbours(self, k: int, progress: bool, chunk_elements: int = 2**24) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
+        """Row maxima of ``D`` and the ``k`` nearest columns of every row (chunks of rows that never
+        straddle the query/gallery boundary)."""
+        step = max(1, chunk_elements // self.n)
+        bounds = [(s, min(s + step, self.num_q)) for s in range(0, self.num_q, step)]
+        bounds += [(s, min(s + step, self.n)) for s in range(self.num_q, self.n, step)]
+        row_max = torch.empty(self.n, dtype=self.dtype, device=self.device)
+        top = torch.empty(self.n, k, dtype=torch.int64, device=self.device)
+        for i0, i1 in tqdm(bounds, desc="re-rank: neighbours", disable=not progress):
+            row_max[i0:i1], top[i0:i1] = self.neighbours(i0, i1, k)
+        return row_max, top
+
     def pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """``D[i, j]`` for index vectors ``i``, ``j``."""
         q = self.num_q
@@ -228,28 +345,64 @@ class _MatrixSource:
         return self._sq(out)
 
     def query_gallery(self, i0: int, i1: int) -> torch.Tensor:
-        """``D`` between queries ``i0:i1`` and the whole gallery."""
-        return self._sq(self.qg[i0:i1])
+        """``D`` between queries ``i0:i1`` and the whole gallery (a new tensor: callers write into it)."""
+        rows = self.qg[i0:i1]
+        return rows.clone() if self.squared else rows * rows
 
 
 class _FeatureSource:
-    """Squared distances between embeddings, computed one block of rows at a time."""
+    """Squared distances between embeddings, computed one block at a time.
+
+    ``feats`` ``(N, D)`` is the caller's own copy: it is centred (Euclidean) or normalised (cosine) in
+    place, once.
+    """
 
     def __init__(self, feats: torch.Tensor, num_q: int, metric: str) -> None:
+        if metric == "cosine":
+            feats = torch.nn.functional.normalize(feats, dim=1, out=feats)
+            self.sq_norms = None
+        else:
+            feats -= feats.mean(0)  # shrinks the norms and the cancellation error of |a|^2 + |b|^2 - 2 a.b
+            self.sq_norms = (feats * feats).sum(1)
         self.feats, self.num_q, self.metric = feats, num_q, metric
         self.n = feats.shape[0]
         self.dtype, self.device = feats.dtype, feats.device
 
-    def _rows(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def block(self, i0: int, i1: int, j0: int, j1: int) -> torch.Tensor:
+        """``D`` between images ``i0:i1`` and ``j0:j1``."""
+        out = torch.mm(self.feats[i0:i1], self.feats[j0:j1].T)
         if self.metric == "cosine":
-            return pairwise_distance(a, b, "cosine") ** 2
-        return pairwise_distance(a, b, "sqeuclidean")
+            return out.neg_().add_(1.0).clamp_(0.0, 2.0).square_()
+        assert self.sq_norms is not None
+        out.mul_(-2.0).add_(self.sq_norms[None, j0:j1]).add_(self.sq_norms[i0:i1, None])
+        return out.clamp_(min=0.0)
 
-    def neighbours(self, i0: int, i1: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        block = self._rows(self.feats[i0:i1], self.feats)
-        # The diagonal is exactly 0 (the matrix-product formula leaves rounding noise there).
-        block[torch.arange(i1 - i0, device=self.device), torch.arange(i0, i1, device=self.device)] = 0.0
-        return block.amax(1), smallest_k(block, k)[1]
+    def all_neighbours(self, k: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row maxima of ``D`` and the ``k`` nearest columns of every row, in ``(value, column)`` order.
+
+        The ``(b, b)`` blocks above the diagonal are computed once and serve the rows on both sides
+        (``D`` is then exactly symmetric, as the dense algorithm's input is); a row receives its column
+        blocks in increasing column order, so a stable merge keeps ties in column order.
+        """
+        n, b = self.n, NEIGHBOUR_BLOCK
+        row_max = torch.full((n,), -torch.inf, dtype=self.dtype, device=self.device)
+        best_v = torch.empty(n, 0, dtype=self.dtype, device=self.device)
+        best = [[best_v[i : i + b], best_v[i : i + b].long()] for i in range(0, n, b)]
+        starts = list(range(0, n, b))
+        pairs = [(bi, bj) for bi in range(len(starts)) for bj in range(bi, len(starts))]
+        for bi, bj in tqdm(pairs, desc="re-rank: neighbours", unit="block", disable=not progress):
+            i0, j0 = starts[bi], starts[bj]
+            i1, j1 = min(n, i0 + b), min(n, j0 + b)
+            d = self.block(i0, i1, j0, j1)
+            if bi == bj:
+                d = (d + d.T).mul_(0.5)
+                d.fill_diagonal_(0.0)  # the matrix-product formula leaves rounding noise there
+            row_max[i0:i1] = torch.maximum(row_max[i0:i1], d.amax(1))
+            _merge(best[bi], d, j0, k)
+            if bi != bj:
+                row_max[j0:j1] = torch.maximum(row_max[j0:j1], d.amax(0))
+                _merge(best[bj], d.T.contiguous(), i0, k)
+        return row_max, torch.cat([cols for _, cols in best])
 
     def pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         out = torch.empty(i.shape, dtype=self.dtype, device=self.device)
@@ -263,7 +416,24 @@ class _FeatureSource:
         return out
 
     def query_gallery(self, i0: int, i1: int) -> torch.Tensor:
-        return self._rows(self.feats[i0:i1], self.feats[self.num_q :])
+        return self.block(i0, i1, self.num_q, self.n)
+
+
+# Rows and columns of the distance blocks of the neighbour pass: large enough for an efficient matrix
+# product, small enough that a pair of blocks stays far below any memory bound (2 x 16 MB in float32).
+NEIGHBOUR_BLOCK = 2048
+
+
+def _merge(best: list[torch.Tensor], d: torch.Tensor, col0: int, k: int) -> None:
+    """Merge the ``k`` smallest entries of each row of ``d`` (columns ``col0 ..``, all above the columns
+    already in ``best``) into ``best = [values, columns]``, keeping ``(value, column)`` order."""
+    v, c = smallest_k(d, min(k, d.shape[1]))
+    v = torch.cat([best[0], v], 1)
+    c = torch.cat([best[1], c + col0], 1)
+    if v.shape[1] > k:
+        v, order = torch.sort(v, dim=1, stable=True)  # earlier columns first among equal values
+        v, c = v[:, :k], c.gather(1, order[:, :k])
+    best[0], best[1] = v, c
 
 
 def _rerank_core(
@@ -273,29 +443,29 @@ def _rerank_core(
     lambda_: float,
     chunk_elements: int,
     progress: bool,
-) -> torch.Tensor:
+    budget: _Budget | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     num_q, n, dtype, dev = source.num_q, source.n, source.dtype, source.device
     _check_params(k1, k2, lambda_, n)
-    step = max(1, chunk_elements // n)
-    # Chunks never straddle the query/gallery boundary.
-    bounds = [(s, min(s + step, num_q)) for s in range(0, num_q, step)]
-    bounds += [(s, min(s + step, n)) for s in range(num_q, n, step)]
 
     # Pass 1: row maxima of D and the (k1 + 1) nearest neighbours of every image (N(p, k1), self first).
-    row_max = torch.empty(n, dtype=dtype, device=dev)
-    top = torch.empty(n, k1 + 1, dtype=torch.int64, device=dev)
-    for i0, i1 in tqdm(bounds, desc="re-rank: neighbours", disable=not progress):
-        row_max[i0:i1], top[i0:i1] = source.neighbours(i0, i1, k1 + 1)
+    if isinstance(source, _MatrixSource):
+        row_max, top = source.all_neighbours(k1 + 1, progress, chunk_elements)
+    else:
+        row_max, top = source.all_neighbours(k1 + 1, progress)
     row_max.clamp_(min=torch.finfo(dtype).tiny)
 
     # Pass 2: k-reciprocal sets R(p, k1), R(p, k1/2), and the expansion R*(p, k1).
     half = int(np.around(k1 / 2))
-    v_rows, v_cols = _expanded_sets(_reciprocal(top, k1), _reciprocal(top, half), step)
+    v_rows, v_cols = _expanded_sets(_reciprocal(top, k1), _reciprocal(top, half), max(1, chunk_elements // n))
+    if budget is not None:
+        budget.check_sparse(v_rows.numel(), k2)
 
     # Pass 3: Gaussian weights on R*, normalised per row; d = D / row max.
     w = torch.exp(-source.pairs(v_rows, v_cols) / row_max[v_rows])
     w_sum = torch.zeros(n, dtype=dtype, device=dev).index_add_(0, v_rows, w)
     V = _csr(v_rows, v_cols, w / w_sum[v_rows], n, n)
+    del v_rows, v_cols, w
 
     # Pass 4: local query expansion over the k2 nearest neighbours.
     if k2 != 1:
@@ -303,9 +473,13 @@ def _rerank_core(
         qe_cols = top[:, :k2].reshape(-1)
         qe_vals = torch.full((n * k2,), 1.0 / k2, dtype=dtype, device=dev)
         V = _csr_matmul(_csr(qe_rows, qe_cols, qe_vals, n, n), V)
+    del top
 
     # Pass 5: Jaccard distance between queries and gallery, then the lambda mix.
-    return _jaccard_mix(V, source, row_max, lambda_, [b for b in bounds if b[1] <= num_q], progress)
+    rows = max(1, chunk_elements // max(n - num_q, 1))
+    if budget is not None:
+        rows = budget.query_rows(rows)
+    yield from _jaccard_mix(V, source, row_max, lambda_, rows, progress)
 
 
 def _reciprocal(top: torch.Tensor, k: int) -> torch.Tensor:
@@ -417,9 +591,10 @@ def _jaccard_mix(
     source: _MatrixSource | _FeatureSource,
     row_max: torch.Tensor,
     lambda_: float,
-    q_bounds: list[tuple[int, int]],
+    chunk_rows: int,
     progress: bool,
-) -> torch.Tensor:
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(i0, i1, rows)``: the final distances of queries ``i0:i1``, ``chunk_rows`` queries at a time."""
     indptr, indices, data, _ = V
     num_q, n = source.num_q, source.n
     dev, dtype = data.device, data.dtype
@@ -433,36 +608,40 @@ def _jaccard_mix(
     inv_ptr, inv_g, inv_val = inv[0], inv[1], inv[2]
     col_count = inv_ptr[1:] - inv_ptr[:-1]
 
-    final = torch.empty(num_q, num_g, dtype=dtype, device=dev)
     # Small query blocks keep the (block, G) temporaries in cache; all arithmetic is in place.
-    block = max(1, 2**20 // max(num_g, 1))
-    q_blocks = [(a, min(a + block, i1)) for i0, i1 in q_bounds for a in range(i0, i1, block)]
+    block = max(1, min(chunk_rows, 2**20 // max(num_g, 1)))
     buf = torch.empty(block * num_g, dtype=dtype, device=dev)
-    for i0, i1 in tqdm(q_blocks, desc="re-rank: Jaccard", disable=not progress):
-        e0, e1 = int(indptr[i0]), int(indptr[i1])
-        e_col, e_val = indices[e0:e1], data[e0:e1]
-        e_flat = _row_ids(indptr[i0 : i1 + 1] - e0) * num_g  # where each entry's query row starts
-        per_entry = col_count[e_col]
-        ends = torch.cumsum(per_entry, 0)
-        # pair p of entry e reads the inverted list at inv_ptr[col] + (p - first pair of e)
-        e_base = inv_ptr[e_col] - (ends - per_entry)
-        mins = buf[: (i1 - i0) * num_g].zero_()
-        # Pairs (query entry, gallery entry sharing its column), in slices of ~2**22 pairs.
-        a = 0
-        while a < e_col.numel():
-            first = int(ends[a - 1]) if a > 0 else 0
-            b = max(a + 1, int(torch.searchsorted(ends, torch.tensor(first + 2**22, device=dev), right=True)))
-            src = torch.arange(a, b, device=dev).repeat_interleave(per_entry[a:b])
-            pos = torch.arange(first, first + src.numel(), device=dev) + e_base[src]
-            mins.index_add_(0, e_flat[src] + inv_g[pos], torch.minimum(e_val[src], inv_val[pos]))
-            a = b
-        mins = mins.view(i1 - i0, num_g)
-        out = final[i0:i1]
-        # out = (1 - lambda) * (1 - min / max) + lambda * d, with sum max = sum a + sum b - sum min
-        torch.add(row_sum[i0:i1, None], row_sum[None, num_q:], out=out)
-        out.sub_(mins)
-        torch.div(mins, out, out=out)
-        out.mul_(lambda_ - 1.0).add_(1.0 - lambda_)
-        mins.copy_(source.query_gallery(i0, i1)).div_(row_max[i0:i1, None]).mul_(lambda_)
-        out.add_(mins)
-    return final
+    chunks = [(c0, min(c0 + chunk_rows, num_q)) for c0 in range(0, num_q, chunk_rows)]
+    for c0, c1 in tqdm(chunks, desc="re-rank: Jaccard", disable=not progress):
+        # The original distances of the whole chunk in one product (computed, not stored, for features).
+        final = source.query_gallery(c0, c1).div_(row_max[c0:c1, None]).mul_(lambda_)
+        for i0 in range(c0, c1, block):
+            i1 = min(i0 + block, c1)
+            e0, e1 = int(indptr[i0]), int(indptr[i1])
+            e_col, e_val = indices[e0:e1], data[e0:e1]
+            e_flat = _row_ids(indptr[i0 : i1 + 1] - e0) * num_g  # where each entry's query row starts
+            per_entry = col_count[e_col]
+            ends = torch.cumsum(per_entry, 0)
+            # pair p of entry e reads the inverted list at inv_ptr[col] + (p - first pair of e)
+            e_base = inv_ptr[e_col] - (ends - per_entry)
+            mins = buf[: (i1 - i0) * num_g].zero_()
+            # Pairs (query entry, gallery entry sharing its column), in slices of ~2**22 pairs.
+            a = 0
+            while a < e_col.numel():
+                first = int(ends[a - 1]) if a > 0 else 0
+                b = max(a + 1, int(torch.searchsorted(ends, torch.tensor(first + 2**22, device=dev),
+                                                      right=True)))
+                src = torch.arange(a, b, device=dev).repeat_interleave(per_entry[a:b])
+                pos = torch.arange(first, first + src.numel(), device=dev) + e_base[src]
+                mins.index_add_(0, e_flat[src] + inv_g[pos], torch.minimum(e_val[src], inv_val[pos]))
+                a = b
+            mins = mins.view(i1 - i0, num_g)
+            out = final[i0 - c0 : i1 - c0]
+            # out = (1 - lambda) * (1 - min / max) + lambda * d, with sum max = sum a + sum b - sum min;
+            # the jaccard term is built in `tmp` and added to the lambda * d already in `out`.
+            tmp = torch.add(row_sum[i0:i1, None], row_sum[None, num_q:])
+            tmp.sub_(mins)
+            torch.div(mins, tmp, out=tmp)
+            tmp.mul_(lambda_ - 1.0).add_(1.0 - lambda_)
+            out.add_(tmp)
+        yield c0, c1, final

@@ -6,7 +6,7 @@ import torch
 
 import reidlib.evaluation.rank as rank_module
 from reidlib.evaluation.arrays import NonFiniteError
-from reidlib.evaluation.rank import RankResult, evaluate, evaluate_blocks
+from reidlib.evaluation.rank import QueryChunkRanker, RankResult, evaluate, evaluate_blocks
 from tests.evaluation.reference import evaluate_per_query
 
 MODES = ["full", "trapezoid", "truncated50"]
@@ -187,6 +187,37 @@ def test_blocks_reject_low_cutoff_and_wrong_coverage():
         evaluate_blocks([dist[:, :10]], qp, gp, qc, gc, cutoff=np.full(len(qp), 10.0))
     with pytest.raises(ValueError, match="callable"):
         evaluate_blocks([dist], qp, gp, qc, gc)
+
+
+@pytest.mark.parametrize("ties", [True, False], ids=["tied", "random"])
+@pytest.mark.parametrize("mode", MODES)
+def test_query_chunks_equal_the_whole_matrix(code_path, row_path, mode, ties):
+    dist, qp, gp, qc, gc = _random_case(7, num_q=60, ties=ties)
+    whole = evaluate(dist, qp, gp, qc, gc, max_rank=30, ap_mode=mode)
+    labels = [torch.from_numpy(x) for x in (qp, gp, qc, gc)]
+    for edges in ([0, 1, 2, 30, 31, 60], [0, 60], list(range(61))):
+        ranker = QueryChunkRanker(*labels, max_rank=30, ap_mode=mode)
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            ranker.add(a, torch.from_numpy(dist[a:b]))
+        res = ranker.result()
+        assert res.mAP == whole.mAP and res.num_valid == whole.num_valid  # identical, not close
+        np.testing.assert_array_equal(res.cmc, whole.cmc)
+        np.testing.assert_array_equal(res.ap, whole.ap)
+        np.testing.assert_array_equal(res.query_index, whole.query_index)
+    _assert_same(whole, evaluate_per_query(dist, qp, gp, qc, gc, max_rank=30, ap_mode=mode))
+
+
+def test_query_chunks_must_cover_the_queries_in_order():
+    dist, qp, gp, qc, gc = _random_case(8)
+    labels = [torch.from_numpy(x) for x in (qp, gp, qc, gc)]
+    ranker = QueryChunkRanker(*labels)
+    ranker.add(0, torch.from_numpy(dist[:10]))
+    with pytest.raises(ValueError, match="starting at query 10, got 12"):
+        ranker.add(12, torch.from_numpy(dist[12:20]))
+    with pytest.raises(ValueError, match="does not fit"):
+        ranker.add(10, torch.from_numpy(dist[10:20, :50]))
+    with pytest.raises(ValueError, match="only 10 of 25 queries"):
+        ranker.result()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from reidlib.evaluation.distance import pairwise_distance
-from reidlib.evaluation.rerank import rerank, rerank_features
+from reidlib.evaluation.memory import MemoryBoundError
+from reidlib.evaluation.rerank import _Budget, rerank, rerank_feature_blocks, rerank_features
 from tests.evaluation.reference import rerank_dense
 
 
@@ -79,3 +80,45 @@ def test_bad_inputs_raise():
         rerank(qg, qq, nan)
     with pytest.raises(ValueError, match="sqeuclidean"):
         rerank_features(np.zeros((3, 2)), np.zeros((30, 2)), metric="sqeuclidean")
+
+
+def test_sparse_equals_dense_at_1500_by_6000():
+    """The issue's size: 7,500 images, whose dense (N, N) arrays the reference still holds here."""
+    rng = np.random.default_rng(11)
+    num_q, num_g, dim = 1500, 6000, 32
+    centres = rng.standard_normal((400, dim))
+    f = centres[rng.integers(0, 400, num_q + num_g)] + 0.6 * rng.standard_normal((num_q + num_g, dim))
+    f = torch.from_numpy(f)
+    q, g = f[:num_q], f[num_q:]
+    qg, qq, gg = (pairwise_distance(a, b, "euclidean") for a, b in ((q, g), (q, q), (g, g)))
+    qq, gg = (qq + qq.T) / 2, (gg + gg.T) / 2
+    ref = rerank_dense(qg.numpy(), qq.numpy(), gg.numpy())
+    out = rerank_features(q, g)
+    assert np.abs(out.numpy() - ref).max() <= 1e-4
+    # it is a real re-ranking: the order of many gallery items changes
+    plain = qg.numpy() ** 2
+    assert np.mean(np.argsort(ref, 1)[:, :20] != np.argsort(plain, 1)[:, :20]) > 0.05
+
+
+def test_streamed_blocks_hold_a_bounded_number_of_query_rows(monkeypatch):
+    qf, gf, *_ = _clustered(40, 160, seed=6)
+    whole = rerank_features(qf, gf, k1=6, k2=3)
+    budget = _Budget(None, 40, 160, qf.shape[1], 6, 8)
+    sizes = []
+    real = _Budget.check_sparse
+
+    def spy(self, nnz, k2):
+        real(self, nnz, k2)
+        sizes.append(self.sparse)
+
+    monkeypatch.setattr(_Budget, "check_sparse", spy)
+    list(rerank_feature_blocks(qf, gf, k1=6, k2=3))
+    # room for the fixed parts, the sparse vectors and 7 query rows (3 row-sized arrays each)
+    bound = budget.fixed() + sizes[0] + 7 * 3 * 160 * 8
+    blocks = list(rerank_feature_blocks(qf, gf, k1=6, k2=3, max_memory=bound))
+    assert [b - a for a, b, _ in blocks] == [7] * 5 + [5]
+    with pytest.raises(MemoryBoundError, match="once the k-reciprocal sets are known"):
+        list(rerank_feature_blocks(qf, gf, k1=6, k2=3, max_memory=budget.fixed() + 3 * 160 * 8))
+    # the same up to the rounding of matrix products of another height
+    np.testing.assert_allclose(np.concatenate([r.numpy() for _, _, r in blocks]), whole.numpy(), atol=1e-12)
+    assert [a for a, _, _ in blocks] == sorted(a for a, _, _ in blocks)
