@@ -42,29 +42,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_evaluate import NUM_GALLERY, NUM_QUERY, market_like_features  # noqa: E402
+from memory_probe import reset_peak as _reset_peak  # noqa: E402
+from memory_probe import rss_bytes as _rss_bytes  # noqa: E402
 
 from reidlib.evaluation import pairwise_distance, rerank, rerank_features  # noqa: E402
 from tests.evaluation.reference import rerank_dense  # noqa: E402
 
 MARKET_N = NUM_QUERY + NUM_GALLERY
 GiB = 2**30
-
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM, the peak resident set size
-        return True
-    except OSError:
-        return False
 
 
 def _symmetrise_(m: torch.Tensor, block: int = 2048) -> None:
