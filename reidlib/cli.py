@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, choices=("euclidean", "cosine"),
                    help="distance between L2-normalised embeddings (default: the config's eval.metric)")
     p.add_argument("--device", default=None, help="'cpu', 'cuda' or 'auto' (default: the config's device)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="bound on what the ranking holds beyond the features, e.g. 6GB or 512MiB: queries "
+                        "are ranked a chunk at a time, re-ranking included (default: the config's "
+                        "eval.max_memory)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write the metrics to DIR/evaluation_<checkpoint>_<dataset>.json (a folder, as "
                         "for every command; a file there is replaced only if evaluate wrote it)")
@@ -240,8 +244,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--root/--preset need --dataset")
     if args.device is not None:
         resolve_device(args.device, "--device")
+    if args.max_memory is not None:
+        from reidlib.evaluation.memory import parse_memory
+
+        parse_memory(args.max_memory, "--max-memory")
     evaluate_checkpoint(cfg, args.checkpoint, device=args.device, flip=args.flip, rerank=args.rerank,
-                        metric=args.metric, out_dir=args.out, inputs=(args.config,))
+                        metric=args.metric, out_dir=args.out, inputs=(args.config,),
+                        max_memory=args.max_memory)
     return 0
 
 

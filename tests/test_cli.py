@@ -378,3 +378,24 @@ def test_weights_that_do_not_fit_the_config_are_one_line(trained, tmp_path, caps
     err = _one_line_error(capsys)
     assert f"weights in {run / 'latest.pt'} do not fit the config's model (bnneck, ResNet-34)" in err
     assert len(err) < 400
+
+
+def test_evaluate_within_a_memory_bound(run_copy, capsys):
+    import json
+
+    config, run = run_copy
+    ckpt = run / "latest.pt"
+    # 24 queries + 84 gallery items of dimension 512: 1 MB holds the re-ranking's fixed parts and some rows
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(run),
+                 "--max-memory", "1MB", "--rerank"]) == 0
+    bounded = json.loads((run / "evaluation_latest_synthreid-tiny.json").read_text())
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(run),
+                 "--rerank"]) == 0
+    free = json.loads((run / "evaluation_latest_synthreid-tiny.json").read_text())
+    assert bounded["mAP"] == pytest.approx(free["mAP"], abs=1e-9)
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--max-memory", "lots"]) == 2
+    assert "--max-memory" in _one_line_error(capsys)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(ckpt), "--max-memory", "1KB"]) == 2
+    err = _one_line_error(capsys)
+    assert "max_memory=" in err and "queries against" in err

@@ -144,19 +144,21 @@ def extract_features(
 def rank_features(
     query: Features, gallery: Features, metric: str = "euclidean", rerank: bool = False,
     rerank_params: tuple[int, int, float] = (20, 6, 0.3), ap_mode: str = "full",
+    max_memory: int | str | None = None,
 ) -> RankResult:
     """CMC and mAP of ranking ``gallery`` for every ``query`` (standard protocol of
     :func:`reidlib.evaluation.rank.evaluate`: same-pid same-camera gallery entries are ignored).
 
     With ``rerank``, distances are k-reciprocal re-ranked (``rerank_params = (k1, k2, lambda)``).
-    ``ap_mode`` picks the AP definition (``"full"``, ``"trapezoid"``, ``"truncated50"``).
+    ``ap_mode`` picks the AP definition (``"full"``, ``"trapezoid"``, ``"truncated50"``); ``max_memory``
+    bounds what the ranking holds (bytes or ``"6GB"``; :func:`reidlib.evaluation.evaluate_features`).
     """
     from reidlib.evaluation.features import evaluate_features
 
     k1, k2, lam = rerank_params
     return evaluate_features(query.feats, gallery.feats, query.pids, gallery.pids, query.camids,
                              gallery.camids, metric=metric, rerank=rerank, k1=k1, k2=k2, lambda_=lam,
-                             ap_mode=ap_mode)
+                             ap_mode=ap_mode, max_memory=max_memory)
 
 
 def evaluate_model(
@@ -169,12 +171,13 @@ def evaluate_model(
     rerank: bool = False,
     normalize: bool = True,
     ap_mode: str = "full",
+    max_memory: int | str | None = None,
 ) -> RankResult:
     """Extract query and gallery features with ``model`` and evaluate retrieval (mAP, CMC); the options
     are those of :func:`extract_features` and :func:`rank_features`."""
     q = extract_features(model, query_loader, device, flip=flip, normalize=normalize, desc="query")
     g = extract_features(model, gallery_loader, device, flip=flip, normalize=normalize, desc="gallery")
-    return rank_features(q, g, metric=metric, rerank=rerank, ap_mode=ap_mode)
+    return rank_features(q, g, metric=metric, rerank=rerank, ap_mode=ap_mode, max_memory=max_memory)
 
 
 # ------------------------------------------------------------------------ images of different sizes

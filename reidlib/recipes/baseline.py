@@ -190,6 +190,9 @@ class EvalConfig:
         ap_mode: ``full`` (standard), ``trapezoid`` or ``truncated50``.
         every: also evaluate every this many epochs during training (0: only at the end).
         untrained: also evaluate the model before training, as a reference point.
+        max_memory: bound on what the ranking holds beyond the features (``"6GB"``, ``"512MiB"`` or
+            bytes; ``None``: query chunks of about 1 GB): MSMT17's 11,659 x 82,161 fits in a few GB, with
+            re-ranking too (:func:`reidlib.evaluation.evaluate_features`).
     """
 
     flip: bool = False
@@ -198,6 +201,7 @@ class EvalConfig:
     ap_mode: str = "full"
     every: int = 0
     untrained: bool = True
+    max_memory: str | None = None
 
     def __post_init__(self) -> None:
         from reidlib.evaluation.rank import AP_MODES
@@ -207,6 +211,10 @@ class EvalConfig:
         if self.ap_mode not in AP_MODES:
             raise ValueError(f"eval.ap_mode={self.ap_mode!r}; expected one of {AP_MODES}")
         _at_least("eval.every", self.every, 0)
+        if self.max_memory is not None:
+            from reidlib.evaluation.memory import parse_memory
+
+            parse_memory(self.max_memory, "eval.max_memory")
 
 
 @dataclass
@@ -480,7 +488,7 @@ def run_baseline(cfg: BaselineConfig, out_dir: str | os.PathLike[str] | None = N
 
     def evaluate(m: nn.Module):
         return evaluate_model(m, data.query_loader, data.gallery_loader, dev, flip=ev.flip, metric=ev.metric,
-                              rerank=ev.rerank, ap_mode=ev.ap_mode)
+                              rerank=ev.rerank, ap_mode=ev.ap_mode, max_memory=ev.max_memory)
 
     untrained = None
     if ev.untrained and main:
@@ -547,6 +555,7 @@ def evaluate_checkpoint(
     cfg: BaselineConfig, checkpoint: str | os.PathLike[str], device: str | None = None,
     flip: bool | None = None, rerank: bool | None = None, metric: str | None = None, progress: bool = True,
     out_dir: str | os.PathLike[str] | None = None, inputs: tuple[str | os.PathLike[str], ...] = (),
+    max_memory: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate saved weights on ``cfg.data``'s query/gallery (the classifier size is read from the file,
     so a model trained on another dataset can be evaluated cross-domain). Options left ``None`` take the
@@ -585,8 +594,9 @@ def evaluate_checkpoint(
         raise ValueError(f"weights in {checkpoint} do not fit the config's model "
                          f"({cfg.model.arch}, ResNet-{cfg.model.depth}): {first}") from err
     splits, query_loader, gallery_loader = build_eval_data(cfg.data, progress=progress)
+    max_memory = ev.max_memory if max_memory is None else max_memory
     result = evaluate_model(model.to(dev), query_loader, gallery_loader, dev, flip=flip, metric=metric,
-                            rerank=rerank, ap_mode=ev.ap_mode)
+                            rerank=rerank, ap_mode=ev.ap_mode, max_memory=max_memory)
     if progress:
         _print_result(f"{Path(checkpoint).name} on {splits.name}", result)
     metrics = {**result.as_dict(), "checkpoint": str(checkpoint), "dataset": splits.name,

@@ -268,3 +268,52 @@ def train_benchmark_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     table = pd.DataFrame(data["rows"]).reindex(columns=list(columns)).rename(columns=columns)
     meta = {k: data.get(k) for k in ("provenance", "settings", "not_measured", "threads")}
     return table, meta
+
+
+#: What each row of ``bench_msmt17.py`` measured, as the table names it.
+RETRIEVAL_TASKS = {"evaluation": "evaluation, query chunks",
+                   "evaluation_whole_matrix": "evaluation, whole matrix",
+                   "rerank": "re-ranking + evaluation, streamed",
+                   "rerank_rows": "re-ranking, reidlib (matrix)",
+                   "dense_rerank": "re-ranking, dense algorithm"}
+
+
+def retrieval_benchmark_file(root: str | os.PathLike | None = None) -> str | None:
+    """The MSMT17-size retrieval results file (``benchmarks/bench_msmt17.py``) under the results root, or
+    ``None`` when it was not run."""
+    path = results_root(root) / "benchmarks" / "retrieval_msmt17_cpu.json"
+    return str(path) if path.is_file() else None
+
+
+def retrieval_benchmark_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """The rows of the MSMT17-size retrieval results file as a table, and the file's other entries.
+
+    Returns:
+        ``(table, meta)``. Columns: ``task`` (:data:`RETRIEVAL_TASKS`), ``dimension``, ``queries``,
+        ``gallery``, ``wall time (s)``, ``peak memory (GB)`` (the process's peak resident set, inputs
+        included; 10**9 bytes), ``beyond the inputs (GB)``, ``mAP (%)`` and ``how`` (``measured`` or
+        ``extrapolated from N = a, b``). ``meta``: ``targets``, ``dense_agreement``,
+        ``chunked_equals_whole_matrix``, ``settings``, ``threads``, ``provenance``.
+
+    Raises:
+        ValueError: the file is not a ``retrieval_msmt17`` results file (the message names it).
+    """
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if data.get("benchmark") != "retrieval_msmt17" or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path}: not a retrieval_msmt17 results file (no 'benchmark': 'retrieval_msmt17' "
+                         "and 'rows')")
+    rows = []
+    for r in data["rows"]:
+        how = "measured" if r.get("measured") else "extrapolated from N = " + ", ".join(
+            f"{n:,}" for n in r.get("from_sizes", []))
+        rows.append({"task": RETRIEVAL_TASKS.get(r.get("task"), r.get("task")), "dimension": r.get("dim"),
+                     "queries": r.get("num_query"), "gallery": r.get("num_gallery"),
+                     "wall time (s)": r.get("wall_s"), "peak memory (GB)": r.get("peak_gb"),
+                     "beyond the inputs (GB)": r.get("working_gb"),
+                     "mAP (%)": 100 * r["mAP"] if r.get("mAP") is not None else None, "how": how})
+    meta = {k: data.get(k) for k in ("targets", "dense_agreement", "chunked_equals_whole_matrix", "settings",
+                                     "threads", "provenance")}
+    return pd.DataFrame(rows), meta

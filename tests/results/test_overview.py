@@ -251,3 +251,45 @@ def test_train_benchmark_table(tmp_path):
     with pytest.raises(ValueError, match="bench_train_bad.json: not a bench_train results file"):
         train_benchmark_table(folder / "bench_train_bad.json")
     assert train_benchmark_files(tmp_path / "nothing") == []
+
+
+def _retrieval_rows():
+    base = {"num_query": 11659, "num_gallery": 82161, "measured": True}
+    return [
+        {**base, "task": "evaluation", "dim": 2048, "wall_s": 35.0, "peak_gb": 4.8, "working_gb": 3.4,
+         "mAP": 0.61, "rank1": 0.9},
+        {**base, "task": "rerank", "dim": 2048, "wall_s": 200.0, "peak_gb": 5.0, "working_gb": 3.6,
+         "mAP": 0.7, "rank1": 0.92},
+        {"task": "dense_rerank", "dim": 512, "num_query": 746, "num_gallery": 5254, "measured": True,
+         "wall_s": 10.0, "peak_gb": 1.0, "working_gb": 0.8},
+        {"task": "rerank_rows", "dim": 512, "num_query": 746, "num_gallery": 5254, "measured": True,
+         "wall_s": 1.0, "peak_gb": 0.5, "working_gb": 0.2},
+        {"task": "dense_rerank", "dim": 512, "num_query": 1491, "num_gallery": 10509, "measured": True,
+         "wall_s": 40.0, "peak_gb": 3.4, "working_gb": 2.9},
+        {"task": "rerank_rows", "dim": 512, "num_query": 1491, "num_gallery": 10509, "measured": True,
+         "wall_s": 3.0, "peak_gb": 0.7, "working_gb": 0.3},
+        {**base, "task": "dense_rerank", "dim": 512, "measured": False, "wall_s": 2400.0, "peak_gb": 200.0,
+         "from_sizes": [6000, 12000]},
+    ]
+
+
+def test_retrieval_benchmark_table(tmp_path):
+    import json
+
+    from reidlib.results.overview import retrieval_benchmark_file, retrieval_benchmark_table
+
+    assert retrieval_benchmark_file(tmp_path) is None
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "retrieval_msmt17_cpu.json").write_text(json.dumps(
+        {"benchmark": "retrieval_msmt17", "rows": _retrieval_rows(), "targets": {"rerank": {"wall_s": 300}},
+         "chunked_equals_whole_matrix": True, "threads": 2, "provenance": {}}))
+    path = retrieval_benchmark_file(tmp_path)
+    table, meta = retrieval_benchmark_table(path)
+    assert list(table["task"][:2]) == ["evaluation, query chunks", "re-ranking + evaluation, streamed"]
+    assert table.loc[0, "mAP (%)"] == pytest.approx(61.0) and pd.isna(table.loc[2, "mAP (%)"])
+    assert table.loc[6, "how"] == "extrapolated from N = 6,000, 12,000" and table.loc[0, "how"] == "measured"
+    assert meta["chunked_equals_whole_matrix"] and meta["targets"]["rerank"]["wall_s"] == 300
+    (folder / "bad.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="bad.json: not a retrieval_msmt17 results file"):
+        retrieval_benchmark_table(folder / "bad.json")
