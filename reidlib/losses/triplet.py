@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reidlib.losses.gather import gather_across_ranks
 from reidlib.models.output import ReIDOutput
 
 __all__ = [
@@ -170,6 +171,9 @@ class BatchHardTripletLoss:
         scale: factor on the loss; ``margin=2m, metric="sqeuclidean", on="embedding", scale=0.5`` is
             seed 001's Eq. 1 on the hardest triplets of unit descriptors (see the module docstring).
 
+    Under ``torchrun`` the rows of every rank are gathered first (:func:`reidlib.losses.gather.
+    gather_across_ranks`), so the loss and its gradient are those of the global batch.
+
     ``loss_fn(output, batch)`` with ``batch["pid"]`` ``(B,)`` returns ``(loss, {"triplet": loss,
     "active_fraction": share of anchors whose hardest triplet violates the margin})``. The batch needs
     P identities x K >= 2 images (:class:`reidlib.data.samplers.RandomIdentitySampler`).
@@ -198,7 +202,9 @@ class BatchHardTripletLoss:
             x = output.features[0]
         else:
             x = output.embedding
-        loss, stats = batch_hard_triplet_loss(x.float(), batch["pid"], margin=self.margin, metric=self.metric)
+        # Under torchrun the hardest triplets are mined in the global batch, as in one process.
+        x, pids = gather_across_ranks(x.float(), batch["pid"])
+        loss, stats = batch_hard_triplet_loss(x, pids, margin=self.margin, metric=self.metric)
         loss = self.scale * loss  # exact for 1.0 and 0.5 (powers of two), so no number moves
         return loss, {"triplet": float(loss.detach()), "active_fraction": stats["active_fraction"]}
 

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from reidlib.data.records import Record, one_per_identity
-from reidlib.data.transforms import build_test_transform, build_train_transform
+from reidlib.data.transforms import build_test_transform
 from reidlib.engine.callbacks import FreezeParameters, PeriodicEvaluation
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.extract import Features, extract_features
@@ -167,7 +167,8 @@ SCALE_CONFIGS: dict[str, CamaConfig] = {
                       lr_milestones=[4], explain_images=48),
     "full": CamaConfig(scale="full", synth_preset="market", depth=50, pretrained=True, height=256,
                        width=128, batch_size=32, warmup_epochs=10, warmup_start_lr=3e-6, lr=3e-4,
-                       epochs=60, lr_milestones=[30, 50], eval_every=10, explain_images=256),
+                       epochs=60, lr_milestones=[30, 50], eval_every=10, explain_images=256,
+                       device_augment=True),
 }
 
 
@@ -225,11 +226,12 @@ def build_model(cfg: CamaConfig, num_classes: int) -> CAMA:
                 backbone=backbone)
 
 
-def train_loader(cfg: CamaConfig, data: ChapterData) -> DataLoader:
+def train_loader(cfg: CamaConfig, data: ChapterData, device: torch.device | str = "cpu") -> DataLoader:
     """Shuffled batches of ``cfg.batch_size`` whose order depends on ``cfg.seed`` only, augmented as the
-    paper says (random crop after ``cfg.pad`` pixels of padding, flips)."""
-    tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad)
-    return chapter.train_loader(data, tf, cfg.batch_size, cfg.seed)
+    paper says (random crop after ``cfg.pad`` pixels of padding, flips), with PIL or batch-wise on
+    ``device`` (``cfg.device_augment``)."""
+    return chapter.augmented_loader(data, cfg.height, cfg.width, cfg.batch_size, cfg.seed, flip=cfg.flip,
+                                    pad=cfg.pad, batch_wise=cfg.device_augment, device=device)
 
 
 def test_loader(cfg: CamaConfig, data: ChapterData, records: Sequence[Record]) -> DataLoader:
@@ -279,7 +281,7 @@ def train_model(model: CAMA, cfg: CamaConfig, data: ChapterData, out_dir: str | 
         evaluate_now = lambda t: _quick_metrics(t.model, cfg, data, device)  # noqa: E731
         all_callbacks.append(PeriodicEvaluation(evaluate_now, cfg.eval_every))
     all_callbacks.extend(callbacks)
-    trainer = Trainer(model, cama_loss(cfg), train_loader(cfg, data), train_config(cfg), out_dir,
+    trainer = Trainer(model, cama_loss(cfg), train_loader(cfg, data, device), train_config(cfg), out_dir,
                       device=device, callbacks=all_callbacks,
                       record={"cama_config": dataclasses.asdict(cfg)})
     return trainer.fit_or_resume().to_list()

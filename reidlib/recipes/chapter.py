@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from reidlib.atomic import atomic_write
 from reidlib.data.dataset import ImageDataset
@@ -44,6 +44,7 @@ from reidlib.data.records import Record, ReIDSplits
 from reidlib.data.registry import DATASETS as REGISTERED_DATASETS
 from reidlib.data.registry import open_dataset
 from reidlib.data.samplers import DistributedIdentitySampler
+from reidlib.data.transforms import build_train_transform
 from reidlib.engine import distributed
 from reidlib.engine.extract import Features
 from reidlib.engine.seeding import make_generator, seed_everything
@@ -82,6 +83,10 @@ class ChapterConfig:
             whatever their settings, seed ``s`` gives them the same data order and augmentation stream
             and the same initialisation of the parts they share.
         data_seed: seed SynthReID is drawn with: one world for every training seed of the chapter.
+        device_augment: augment the training images batch-wise, as uint8 tensors held on the run's
+            device (:func:`augmented_loader`: the PIL pipeline's operations, tested against it, with
+            another random stream), instead of with PIL one image at a time on the CPU: the GPU fast
+            path, and a fifth of a ``cpu`` run saved.
     """
 
     scale: str = "cpu"
@@ -89,6 +94,7 @@ class ChapterConfig:
     synth_preset: str = "small"
     seed: int = 0
     data_seed: int = 0
+    device_augment: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -320,36 +326,45 @@ def pin_memory() -> bool:
     return torch.cuda.is_available()
 
 
-def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor], batch_size: int, seed: int,
-                 num_workers: int = 0) -> DataLoader:
+def train_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] | None, batch_size: int,
+                 seed: int, num_workers: int = 0, device_augment: DeviceAugment | None = None,
+                 size: tuple[int, int] | None = None,
+                 device: torch.device | str = "cpu") -> DataLoader | DeviceLoader:
     """Shuffled training batches of ``batch_size`` (the last partial one dropped) through ``transform``;
     their order depends on ``seed`` only, whichever runs trained before. Under ``torchrun`` each rank
     reads ``batch_size / world_size`` images of every step (``DistributedSampler``, seeded with ``seed``).
+    With ``device_augment`` the images are augmented batch-wise on ``device`` (see :func:`identity_loader`).
 
     Raises:
-        ValueError: fewer training images than one batch, or a batch the ranks cannot share evenly.
+        ValueError: fewer training images than one batch, a batch the ranks cannot share evenly, or
+            ``device_augment`` without ``size``.
     """
     train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
     if len(train) < batch_size:
         raise ValueError(f"{data.name}: {len(train)} training images, fewer than one batch of "
                          f"{batch_size}")
     ranks = distributed.world_size()
-    if ranks > 1:
-        if batch_size % ranks:
-            raise ValueError(f"batch_size {batch_size} cannot be shared by {ranks} ranks")
-        sampler = DistributedSampler(train, num_replicas=ranks, rank=distributed.rank(), shuffle=True,
-                                     seed=seed, drop_last=True)
-        return DataLoader(train, batch_size=batch_size // ranks, sampler=sampler, drop_last=True,
-                          num_workers=num_workers, persistent_workers=num_workers > 0,
-                          pin_memory=pin_memory())
+    if ranks > 1 and batch_size % ranks:
+        raise ValueError(f"batch_size {batch_size} cannot be shared by {ranks} ranks")
+    sampler = (DistributedSampler(train, num_replicas=ranks, rank=distributed.rank(), shuffle=True, seed=seed,
+                                  drop_last=True) if ranks > 1 else None)
+    if device_augment is not None:
+        order = sampler if sampler is not None else RandomSampler(train, generator=make_generator(seed))
+        return DeviceLoader(_image_bank(data, size, device, "train_loader"), order, batch_size // ranks,
+                            device_augment, make_generator(seed))
+    if transform is None:
+        raise ValueError("train_loader: give a transform or a device_augment")
+    workers = {"num_workers": num_workers, "persistent_workers": num_workers > 0, "pin_memory": pin_memory()}
+    if sampler is not None:
+        return DataLoader(train, batch_size=batch_size // ranks, sampler=sampler, drop_last=True, **workers)
     return DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
-                      generator=make_generator(seed), num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=pin_memory())
+                      generator=make_generator(seed), **workers)
 
 
 def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] | None, batch_size: int,
                     num_instances: int, seed: int, device_augment: DeviceAugment | None = None,
-                    size: tuple[int, int] | None = None) -> DataLoader | DeviceLoader:
+                    size: tuple[int, int] | None = None,
+                    device: torch.device | str = "cpu") -> DataLoader | DeviceLoader:
     """``P x K`` training batches (``P = batch_size // num_instances`` identities, ``K = num_instances``
     images each; :class:`reidlib.data.samplers.RandomIdentitySampler`) for batch-hard triplet losses; the
     order of epoch ``e`` depends on ``(seed, e)`` only (the trainer calls ``set_epoch``). Under
@@ -357,9 +372,9 @@ def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] 
     (:class:`~reidlib.data.samplers.DistributedIdentitySampler`).
 
     The images go through ``transform`` (PIL, one at a time), or, with ``device_augment``, are resized
-    once to ``size`` ``(H, W)`` into a :class:`~reidlib.data.device_augment.DeviceImageBank` (kept in
-    ``data.cache``) and augmented batch-wise (:class:`~reidlib.data.device_augment.DeviceLoader`, its
-    stream seeded with ``seed``).
+    once to ``size`` ``(H, W)`` into a :class:`~reidlib.data.device_augment.DeviceImageBank` on ``device``
+    (kept in ``data.cache``) and augmented batch-wise there (:class:`~reidlib.data.device_augment.
+    DeviceLoader`, its stream seeded with ``seed``): on a GPU no image is decoded or augmented by the CPU.
 
     Raises:
         ValueError: ``batch_size`` not a multiple of ``num_instances``, fewer than ``P`` identities, or
@@ -368,18 +383,45 @@ def identity_loader(data: ChapterData, transform: Callable[[Any], torch.Tensor] 
     sampler = DistributedIdentitySampler(data.splits.train, batch_size, num_instances, seed=seed,
                                          rank=distributed.rank(), world_size=distributed.world_size())
     if device_augment is not None:
-        if size is None:
-            raise ValueError("identity_loader: device_augment needs the training size (H, W)")
-        key = ("device_image_bank", tuple(size))
-        if key not in data.cache:
-            data.cache[key] = DeviceImageBank(data.splits.train, data.image_source, *size)
-        return DeviceLoader(data.cache[key], sampler, sampler.local_batch_size, device_augment,
-                            make_generator(seed))
+        return DeviceLoader(_image_bank(data, size, device, "identity_loader"), sampler,
+                            sampler.local_batch_size, device_augment, make_generator(seed))
     if transform is None:
         raise ValueError("identity_loader: give a transform or a device_augment")
     train = ImageDataset(data.splits.train, transform, image_source=data.image_source)
     return DataLoader(train, batch_size=sampler.local_batch_size, sampler=sampler, drop_last=True,
                       pin_memory=pin_memory())
+
+
+def _image_bank(data: ChapterData, size: tuple[int, int] | None, device: torch.device | str,
+                caller: str) -> DeviceImageBank:
+    if size is None:
+        raise ValueError(f"{caller}: device_augment needs the training size (H, W)")
+    key = ("device_image_bank", tuple(size), str(torch.device(device)))
+    if key not in data.cache:
+        data.cache[key] = DeviceImageBank(data.splits.train, data.image_source, *size, device=device)
+    return data.cache[key]
+
+
+def augmented_loader(data: ChapterData, height: int, width: int, batch_size: int, seed: int, *,
+                     flip: bool = True, pad: int = 10, random_erasing: float = 0.0,
+                     num_instances: int | None = None, batch_wise: bool = False,
+                     device: torch.device | str = "cpu") -> DataLoader | DeviceLoader:
+    """A recipe's training batches with the common augmentations: resize to ``height x width``, flips,
+    ``pad``-pixel pad-and-crop, random erasing with probability ``random_erasing``.
+
+    ``num_instances``: ``P x K`` identity batches (:func:`identity_loader`), else shuffled batches
+    (:func:`train_loader`). ``batch_wise``: the same operations on uint8 tensors held on ``device``
+    (:class:`~reidlib.data.device_augment.DeviceAugment`, tested against the PIL pipeline), instead of
+    PIL one image at a time (:func:`reidlib.data.transforms.build_train_transform`).
+    """
+    augment = DeviceAugment(flip=flip, pad=pad, random_erasing=random_erasing) if batch_wise else None
+    tf = None if batch_wise else build_train_transform(height, width, flip=flip, pad=pad,
+                                                       random_erasing=random_erasing)
+    size = (height, width)
+    if num_instances is not None:
+        return identity_loader(data, tf, batch_size, num_instances, seed, device_augment=augment, size=size,
+                               device=device)
+    return train_loader(data, tf, batch_size, seed, device_augment=augment, size=size, device=device)
 
 
 def arm_of(name: str) -> str:

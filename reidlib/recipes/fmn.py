@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from reidlib.data.records import Record, one_per_identity
-from reidlib.data.transforms import build_test_transform, build_train_transform
+from reidlib.data.transforms import build_test_transform
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.extract import Features, extract_features
 from reidlib.engine.trainer import Trainer
@@ -164,7 +164,7 @@ SCALE_CONFIGS: dict[str, FmnConfig] = {
     "cpu": FmnConfig(scale="cpu", synth_preset="small", depth=18, base_width=16, height=128, width=64,
                      batch_size=32, optimizer="adam", grn_lr=1e-3, grn_epochs=6, grn_milestones=[4],
                      lan_lr=1e-3, lan_epochs=6, lan_milestones=[4], pad=6, explain_images=48),
-    "full": FmnConfig(scale="full", synth_preset="market"),
+    "full": FmnConfig(scale="full", synth_preset="market", device_augment=True),
 }
 
 
@@ -239,10 +239,11 @@ def build_fmn(cfg: FmnConfig, grn: GRN, num_classes: int) -> FMN:
                alpha=cfg.alpha, input_size=(cfg.height, cfg.width))
 
 
-def train_loader(cfg: FmnConfig, data: ChapterData) -> DataLoader:
-    """Shuffled batches whose order depends on ``cfg.seed`` only: flips and crops (Sec. 4.2)."""
-    tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad)
-    return chapter.train_loader(data, tf, cfg.batch_size, cfg.seed)
+def train_loader(cfg: FmnConfig, data: ChapterData, device: torch.device | str = "cpu") -> DataLoader:
+    """Shuffled batches whose order depends on ``cfg.seed`` only: flips and crops (Sec. 4.2), with PIL or
+    batch-wise on ``device`` (``cfg.device_augment``)."""
+    return chapter.augmented_loader(data, cfg.height, cfg.width, cfg.batch_size, cfg.seed, flip=cfg.flip,
+                                    pad=cfg.pad, batch_wise=cfg.device_augment, device=device)
 
 
 def test_loader(cfg: FmnConfig, data: ChapterData, records: Sequence[Record]) -> DataLoader:
@@ -263,7 +264,7 @@ def train_grn(model: GRN, cfg: FmnConfig, data: ChapterData, out_dir: str | Path
               ) -> list[dict[str, Any]]:
     """Stage 1 of Algorithm 1: the GRN trained for identity classification (Eq. 4) with the engine's
     :class:`Trainer` in ``out_dir``; returns the per-epoch history."""
-    trainer = Trainer(model, IdentityLoss(cfg.label_smoothing), train_loader(cfg, data),
+    trainer = Trainer(model, IdentityLoss(cfg.label_smoothing), train_loader(cfg, data, device),
                       _train_config(cfg, cfg.grn_lr, cfg.grn_epochs, cfg.grn_milestones), out_dir,
                       device=device, record={"fmn_stage1": cfg.stage1_key()})
     return trainer.fit_or_resume().to_list()
@@ -281,7 +282,7 @@ def train_fmn(model: FMN, cfg: FmnConfig, data: ChapterData, out_dir: str | Path
     trainable = [p for p in model.parameters() if p.requires_grad]
     loss = stage2_loss(cfg)
     train_cfg = _train_config(cfg, cfg.lan_lr, cfg.lan_epochs, cfg.lan_milestones)
-    trainer = Trainer(model, loss, train_loader(cfg, data), train_cfg, out_dir, device=device,
+    trainer = Trainer(model, loss, train_loader(cfg, data, device), train_cfg, out_dir, device=device,
                       param_groups=[{"params": trainable}], record={"fmn_stage2": dataclasses.asdict(cfg)})
     return trainer.fit_or_resume().to_list()
 

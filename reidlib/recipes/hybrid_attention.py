@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from reidlib.data.records import Record
 from reidlib.data.synthetic import DOMAINS
-from reidlib.data.transforms import build_test_transform, build_train_transform
+from reidlib.data.transforms import build_test_transform
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.extract import Features, extract_features
 from reidlib.engine.trainer import Trainer
@@ -192,7 +192,7 @@ SCALE_CONFIGS: dict[str, HybridAttentionConfig] = {
         scale="cpu", synth_preset="small", depth=18, base_width=16, height=96, width=48, reduce_dim=64,
         feat_dim=128, batch_size=64, optimizer="adam", lr=1e-3, epochs=4, warmup_epochs=1,
         lr_milestones=[3], lr_gamma=0.1, pad=6, explain_images=48),
-    "full": HybridAttentionConfig(scale="full", synth_preset="market"),
+    "full": HybridAttentionConfig(scale="full", synth_preset="market", device_augment=True),
 }
 
 
@@ -302,12 +302,14 @@ def build_model(cfg: HybridAttentionConfig, num_classes: int) -> HybridAttention
                               reduce_dim=cfg.reduce_dim, feat_dim=cfg.feat_dim)
 
 
-def train_loader(cfg: HybridAttentionConfig, data: ChapterData) -> DataLoader:
+def train_loader(cfg: HybridAttentionConfig, data: ChapterData, device: torch.device | str = "cpu"
+                 ) -> DataLoader:
     """``P x K`` batches (Eq. 4's triplet term needs positives in the batch): flips, crops and, with the
-    tricks, random erasing (Sec. 4.1)."""
-    tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad,
-                               random_erasing=cfg.random_erasing if cfg.tricks else 0.0)
-    return chapter.identity_loader(data, tf, cfg.batch_size, cfg.num_instances, cfg.seed)
+    tricks, random erasing (Sec. 4.1), with PIL or batch-wise on ``device`` (``cfg.device_augment``)."""
+    return chapter.augmented_loader(data, cfg.height, cfg.width, cfg.batch_size, cfg.seed, flip=cfg.flip,
+                                    pad=cfg.pad, random_erasing=cfg.random_erasing if cfg.tricks else 0.0,
+                                    num_instances=cfg.num_instances, batch_wise=cfg.device_augment,
+                                    device=device)
 
 
 def test_loader(cfg: HybridAttentionConfig, data: ChapterData, records: Sequence[Record],
@@ -342,7 +344,7 @@ def train_model(model: HybridAttentionNet, cfg: HybridAttentionConfig, data: Cha
                 device: str = "cpu") -> list[dict[str, Any]]:
     """Train ``model`` as ``cfg`` says with the engine's :class:`Trainer` in ``out_dir`` (resuming from its
     ``latest.pt`` after a crash); returns the per-epoch history."""
-    trainer = Trainer(model, loss_for(cfg), train_loader(cfg, data), train_config(cfg), out_dir,
+    trainer = Trainer(model, loss_for(cfg), train_loader(cfg, data, device), train_config(cfg), out_dir,
                       device=device, record={"hybrid_attention_config": dataclasses.asdict(cfg)})
     return trainer.fit_or_resume().to_list()
 

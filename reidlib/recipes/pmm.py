@@ -45,9 +45,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from reidlib.data.device_augment import DeviceAugment
 from reidlib.data.records import Record
-from reidlib.data.transforms import build_test_transform, build_train_transform
+from reidlib.data.transforms import build_test_transform
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.extract import Features, extract_features
 from reidlib.engine.seeding import make_generator
@@ -93,8 +92,6 @@ class PmmConfig(InputSizes, ChapterConfig):
         lr, weight_decay, epochs, warmup_epochs, lr_milestones, lr_gamma: Adam and its schedule (the public
             code: 1e-3, 5e-4, 400 epochs, a 50-epoch warm-up from 1e-4, x0.1 at 200 and 300).
         flip, pad, random_erasing: augmentation (reading 3).
-        device_augment: augment batch-wise on tensors (:mod:`reidlib.data.device_augment`, the same
-            operations as the PIL pipeline, another random stream) instead of image by image with PIL.
         explain_images: training images of the explanation scores (:func:`map_scores`).
     """
 
@@ -128,7 +125,6 @@ class PmmConfig(InputSizes, ChapterConfig):
     flip: bool = True
     pad: int = 0
     random_erasing: float = 0.5
-    device_augment: bool = False
     explain_images: int = 48
 
     def __post_init__(self) -> None:
@@ -169,7 +165,7 @@ SCALE_CONFIGS: dict[str, PmmConfig] = {
     "cpu": PmmConfig(scale="cpu", synth_preset="small", depth=18, base_width=16, height=128, width=64,
                      dim=128, bdb_part_dim=256, block=[1, 1], k=3, batch_size=64, epochs=4, warmup_epochs=0,
                      lr_milestones=[3], device_augment=True),
-    "full": PmmConfig(scale="full", synth_preset="market"),
+    "full": PmmConfig(scale="full", synth_preset="market", device_augment=True),
 }
 
 
@@ -257,16 +253,13 @@ def build_model(cfg: PmmConfig, num_classes: int) -> BDBNet | PMMNet:
                   mix=cfg.mix, guidance=cfg.guidance, partner=cfg.partner)
 
 
-def train_loader(cfg: PmmConfig, data: ChapterData) -> DataLoader:
-    """``P x K`` batches with flips and random erasing (reading 3), PIL or batch-wise
+def train_loader(cfg: PmmConfig, data: ChapterData, device: torch.device | str = "cpu") -> DataLoader:
+    """``P x K`` batches with flips and random erasing (reading 3), PIL or batch-wise on ``device``
     (``cfg.device_augment``)."""
-    if cfg.device_augment:
-        augment = DeviceAugment(flip=cfg.flip, pad=cfg.pad, random_erasing=cfg.random_erasing)
-        return chapter.identity_loader(data, None, cfg.batch_size, cfg.num_instances, cfg.seed,
-                                       device_augment=augment, size=(cfg.height, cfg.width))
-    tf = build_train_transform(cfg.height, cfg.width, flip=cfg.flip, pad=cfg.pad,
-                               random_erasing=cfg.random_erasing)
-    return chapter.identity_loader(data, tf, cfg.batch_size, cfg.num_instances, cfg.seed)
+    return chapter.augmented_loader(data, cfg.height, cfg.width, cfg.batch_size, cfg.seed, flip=cfg.flip,
+                                    pad=cfg.pad, random_erasing=cfg.random_erasing,
+                                    num_instances=cfg.num_instances, batch_wise=cfg.device_augment,
+                                    device=device)
 
 
 def train_config(cfg: PmmConfig) -> TrainConfig:
@@ -333,7 +326,7 @@ def train_model(model: BDBNet | PMMNet, cfg: PmmConfig, data: ChapterData, out_d
     saliency = _backbone(cfg).to(device) if cfg.image_mix == "attentive_cutmix" else None
     if saliency is not None:
         saliency.requires_grad_(False)
-    trainer = Trainer(model, loss_for(cfg), train_loader(cfg, data), train_config(cfg), out_dir,
+    trainer = Trainer(model, loss_for(cfg), train_loader(cfg, data, device), train_config(cfg), out_dir,
                       device=device, forward_fn=TrainingForward(cfg, saliency),
                       record={"pmm_config": dataclasses.asdict(cfg)})
     return trainer.fit_or_resume().to_list()

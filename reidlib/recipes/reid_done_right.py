@@ -181,6 +181,9 @@ class RdrConfig(ChapterConfig):
         self.size_sweep = tuple(self.size_sweep)  # type: ignore[assignment]
         self.cls_crop_scale = tuple(self.cls_crop_scale)  # type: ignore[assignment]
         super().__post_init__()
+        if self.device_augment:
+            raise ValueError("RdrConfig.device_augment: the triplet and classification pipelines of this "
+                             "chapter augment with PIL only (multi-scale crops and cut-out)")
         if self.pool not in ("max", "avg"):
             raise ValueError(f"pool must be 'max' or 'avg', got {self.pool!r}")
         if self.mining not in TRAIN_MODES:

@@ -1,9 +1,10 @@
 """One process of the DDP tests (tests/engine/test_distributed.py), started by torchrun or plainly.
 
-``python ddp_worker.py OUT EPOCHS [--separate]``: trains a BN-free model on random images with the
-engine's Trainer (2 ranks when torchrun starts it), global batch 16 from a P x K sampler, plain SGD, and
+``python ddp_worker.py OUT EPOCHS [--separate] [--triplet]``: trains a BN-free model on random images with
+the engine's Trainer (2 ranks when torchrun starts it), global batch 16 from a P x K sampler, plain SGD, and
 writes into OUT what the test compares: every rank's pids per step, rank 0's final weights and history.
-With ``--separate`` each rank trains into its own folder ``OUT/rank<r>`` (to see who writes).
+With ``--separate`` each rank trains into its own folder ``OUT/rank<r>`` (to see who writes); with
+``--triplet`` a batch-hard triplet loss is added to the cross-entropy.
 """
 
 import json
@@ -18,6 +19,7 @@ from reidlib.data.samplers import DistributedIdentitySampler
 from reidlib.engine import distributed
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.trainer import Trainer
+from reidlib.losses.triplet import BatchHardTripletLoss
 from reidlib.models.output import ReIDOutput
 
 PIDS = [p for p in range(8) for _ in range(4)]
@@ -58,17 +60,24 @@ class RecordingTrainer(Trainer):
         super()._optimizer_step()
 
 
-def main(out: Path, epochs: int, separate: bool) -> None:
+def main(out: Path, epochs: int, separate: bool, with_triplet: bool) -> None:
     distributed.init_from_env("cpu")
     rank = distributed.rank()
     sampler = DistributedIdentitySampler(PIDS, 16, 4, seed=1, rank=rank, world_size=distributed.world_size())
     loader = DataLoader(Images(), batch_size=sampler.local_batch_size, sampler=sampler, drop_last=True)
     seen = []
 
+    triplet = BatchHardTripletLoss(margin=0.3)
+
     def loss_fn(output, batch):
         seen.append(batch["pid"].tolist())
         loss = nn.functional.cross_entropy(output.logits[0], batch["pid"])
-        return loss, {"ce": float(loss)}
+        terms = {"ce": float(loss)}
+        if with_triplet:  # a batch-level loss: mined in the global batch under DDP too
+            t, stats = triplet(output, batch)
+            loss = loss + t
+            terms |= {"triplet": stats["triplet"]}
+        return loss, terms
 
     cfg = TrainConfig(epochs=epochs, optimizer=OptimizerConfig(name="sgd", lr=0.5, momentum=0.0,
                                                                weight_decay=0.0),
@@ -84,4 +93,4 @@ def main(out: Path, epochs: int, separate: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), "--separate" in sys.argv)
+    main(Path(sys.argv[1]), int(sys.argv[2]), "--separate" in sys.argv, "--triplet" in sys.argv)

@@ -267,3 +267,60 @@ def test_identity_loader_on_the_device_path_keeps_the_sampler_order():
         chapter.identity_loader(data, None, 8, 4, seed=5, device_augment=augment)
     with pytest.raises(ValueError, match="give a transform or a device_augment"):
         chapter.identity_loader(data, None, 8, 4, seed=5)
+
+
+def _toy_data():
+    from PIL import Image
+
+    train = [Record(f"t{i}.png", i // 4, i % 3) for i in range(24)]
+    splits = ReIDSplits("toy", train, [], [], 6, 3)
+    return ChapterData(splits, image_source=lambda p: Image.new("RGB", (8, 16), (int(p[1:-4]), 0, 0)),
+                       synth=None, name="toy")
+
+
+def test_shuffled_batches_on_the_device_path_follow_the_seed():
+    from reidlib.data.device_augment import DeviceAugment, DeviceLoader
+
+    data = _toy_data()
+    augment = DeviceAugment(flip=False, pad=0, normalize=False)
+
+    def epoch(seed):
+        loader = chapter.train_loader(data, None, 8, seed, device_augment=augment, size=(16, 8))
+        assert isinstance(loader, DeviceLoader) and len(loader) == 3
+        batches = list(loader)
+        for b in batches:  # each image is the record it says it is
+            assert torch.allclose(b["image"][:, 0, 0, 0] * 255, b["index"].float())
+        return torch.cat([b["index"] for b in batches]).tolist()
+
+    first = epoch(3)
+    assert sorted(first) == list(range(24)) and first != list(range(24))
+    assert epoch(3) == first and epoch(4) != first
+    with pytest.raises(ValueError, match="train_loader: device_augment needs the training size"):
+        chapter.train_loader(data, None, 8, 3, device_augment=augment)
+
+
+@pytest.mark.parametrize("num_instances", [None, 4])
+def test_augmented_loader_picks_the_pipeline_and_the_batches(num_instances):
+    from torch.utils.data import DataLoader
+
+    from reidlib.data.device_augment import DeviceLoader
+    from reidlib.data.samplers import DistributedIdentitySampler
+
+    data = _toy_data()
+    pil = chapter.augmented_loader(data, 16, 8, 8, 1, pad=2, random_erasing=0.5, num_instances=num_instances)
+    tensors = chapter.augmented_loader(data, 16, 8, 8, 1, pad=2, random_erasing=0.5,
+                                       num_instances=num_instances, batch_wise=True)
+    assert isinstance(pil, DataLoader) and isinstance(tensors, DeviceLoader)
+    assert isinstance(tensors.sampler, DistributedIdentitySampler) == (num_instances is not None)
+    assert tensors.augment.pad == 2 and tensors.augment.random_erasing == 0.5
+    a, b = next(iter(pil)), next(iter(tensors))
+    assert a["image"].shape == b["image"].shape == (8, 3, 16, 8)
+    if num_instances is not None:  # the same identities in the same order on both paths
+        assert a["pid"].tolist() == b["pid"].tolist()
+
+
+def test_a_config_field_of_the_shared_layer_refused_where_the_recipe_cannot_honour_it():
+    from reidlib.recipes import reid_done_right as rdr
+
+    with pytest.raises(ValueError, match="RdrConfig.device_augment"):
+        rdr.config_for("smoke", device_augment=True)
