@@ -75,8 +75,9 @@ def _parts(cfg: Any, data: chapter.ChapterData, model: nn.Module, loss: Any, loa
                  [p for p in model.parameters() if p.requires_grad])
 
 
-def chapter_parts(name: str, scale: str) -> Parts:
-    """The recipe's model, loss, forward and loader of ``name`` at ``scale`` (random weights)."""
+def chapter_parts(name: str, scale: str, device: torch.device | str = "cpu") -> Parts:
+    """The recipe's model, loss, forward and loader of ``name`` at ``scale`` (random weights); a recipe that
+    augments batch-wise (``device_augment``) holds its images on ``device``."""
     common = {"pretrained": False, "synth_preset": "tiny", "dataset": chapter.SYNTHREID}
     recipes = {  # chapter -> (recipe, model builder, loss builder)
         "cama": (cama, cama.build_model, cama.cama_loss),
@@ -90,7 +91,7 @@ def chapter_parts(name: str, scale: str) -> Parts:
         data = chapter.load_data(cfg)
         forward = pmm.TrainingForward(cfg) if name == "pmm" else default_forward
         return _parts(cfg, data, build(cfg, data.num_classes), loss(cfg),
-                      lambda: recipe.train_loader(cfg, data), forward)
+                      lambda: recipe.train_loader(cfg, data, device), forward)
     if name == "reid_done_right":
         from reidlib.data.transforms import build_train_transform
 
@@ -179,7 +180,7 @@ def _peak(name: str) -> float | None:
 
 def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int) -> dict[str, Any]:
     """One row: images/s with the model only and with the data pipeline, and (CUDA) TFLOP/s."""
-    parts = chapter_parts(name, scale)
+    parts = chapter_parts(name, scale, device)
     stepper = Stepper(parts, device)
     fixed = next(_loader_batches(parts, device))  # the loader's own batch structure (P x K or shuffled)
     model_s, model_images = _timed(stepper, iter(lambda: dict(fixed), None), warmup, steps)

@@ -51,7 +51,14 @@ from reidlib.engine.seeding import make_generator, seed_everything
 from reidlib.evaluation.rank import RankResult, evaluate
 from reidlib.recipes import pretrain
 from reidlib.results.paths import runs_root
-from reidlib.results.store import RunOutcome, RunRecord, reusable_run, run_or_reuse, to_jsonable
+from reidlib.results.store import (
+    RunOutcome,
+    RunRecord,
+    config_defaults,
+    reusable_run,
+    run_or_reuse,
+    to_jsonable,
+)
 from reidlib.scale import SCALES, resolve_scale
 
 __all__ = [
@@ -599,10 +606,12 @@ def train_run(
         return RunOutcome(metrics=metrics, history=history, extra=extra)
 
     config = _with_trunk(cfg, cfg if stored_config is None else stored_config)
+    defaults = config_defaults(cfg if stored_config is None else stored_config)
     reuse = ctx.reuse and weights.is_file()
     if distributed.is_distributed():
         if main and reuse:
-            stored, _ = reusable_run(ctx.chapter, name, scale, config, ctx.data.identity, ctx.results_root)
+            stored, _ = reusable_run(ctx.chapter, name, scale, config, ctx.data.identity, ctx.results_root,
+                                     defaults)
             reuse = stored is not None
         reuse = distributed.all_gather_objects(reuse)[0]
         if not main and not reuse:
@@ -611,7 +620,7 @@ def train_run(
     if main:
         record = run_or_reuse(ctx.chapter, name, scale, config, train_fn, reuse=reuse, dataset=ctx.data.name,
                               seed=seed, root=ctx.results_root, device=ctx.device,
-                              data_identity=ctx.data.identity)
+                              data_identity=ctx.data.identity, defaults=defaults)
     record = distributed.all_gather_objects(record)[0]
     if record.reused:
         model = build()
@@ -644,7 +653,7 @@ def evaluation_run(
 
     return run_or_reuse(ctx.chapter, name, _field(config, "scale"), _with_trunk(config, config), eval_fn,
                         reuse=ctx.reuse, dataset=ctx.data.name, seed=seed, root=ctx.results_root,
-                        device=ctx.device, data_identity=ctx.data.identity)
+                        device=ctx.device, data_identity=ctx.data.identity, defaults=config_defaults(config))
 
 
 def log_line(name: str, record: RunRecord, seconds: float) -> str:

@@ -361,14 +361,19 @@ def _field(config: Any, name: str) -> Any:
 
 
 def reusable_run(chapter: str, run: str, scale: str, config: Any, data_identity: str | None = None,
-                 root: str | os.PathLike | None = None) -> tuple[RunRecord | None, str]:
+                 root: str | os.PathLike | None = None, defaults: Any = None) -> tuple[RunRecord | None, str]:
     """The stored run :func:`run_or_reuse` would reuse (marked ``reused``), or ``None`` and why not: no
-    results file, a stored config that differs from ``config``, or other data."""
+    results file, a stored config that differs from ``config``, or other data.
+
+    ``defaults``: the default values of ``config``'s fields (:func:`config_defaults`; computed from
+    ``config`` when it is a dataclass): a field the stored config lacks and ``config`` holds at its default
+    is no difference (see :func:`config_differences`)."""
     path = run_path(chapter, run, scale, root)
     if not path.is_file():
         return None, f"no results file {path}"
     stored = read_run_file(path)
-    diffs = config_differences(stored.config, to_jsonable(config, "config"), defaults=config_defaults(config))
+    defaults = config_defaults(config) if defaults is None else defaults
+    diffs = config_differences(stored.config, to_jsonable(config, "config"), defaults=defaults)
     same_data = data_identity is None or stored.data_identity == data_identity
     if not diffs and same_data:
         return dataclasses.replace(stored, reused=True), ""
@@ -391,6 +396,7 @@ def run_or_reuse(
     root: str | os.PathLike | None = None,
     device: str | None = None,
     data_identity: str | None = None,
+    defaults: Any = None,
 ) -> RunRecord:
     """Train (via ``train_fn``) and save, or load a finished run with the same config and data.
 
@@ -406,6 +412,7 @@ def run_or_reuse(
         data_identity: a digest of the data the run sees (e.g.
             :meth:`reidlib.data.records.ReIDSplits.fingerprint`), stored with the run; a stored run with
             another (or none) is trained again, with a printed notice.
+        defaults: as in :func:`reusable_run` (for a ``config`` given as a plain mapping).
 
     Raises:
         ValueError: no dataset given or found in the config; ``train_fn`` returned something else.
@@ -418,7 +425,7 @@ def run_or_reuse(
         )
     path = run_path(chapter, run, scale, root)
     if reuse and path.is_file():
-        stored, why = reusable_run(chapter, run, scale, config, data_identity, root)
+        stored, why = reusable_run(chapter, run, scale, config, data_identity, root, defaults)
         if stored is not None:
             when = stored.provenance.get("timestamp_utc", "?")
             commit = str(stored.provenance.get("git", {}).get("commit", "unknown"))[:10]

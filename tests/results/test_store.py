@@ -7,6 +7,7 @@ import pytest
 
 from reidlib.results.store import (
     RunOutcome,
+    config_defaults,
     list_runs,
     load_run,
     load_runs,
@@ -196,3 +197,19 @@ def test_a_field_added_at_its_default_does_not_block_reuse(tmp_path, capsys):
     run_or_reuse("c", "g", "cpu", Grown(), train, reuse=True, root=tmp_path)
     record, why = reusable_run("c", "g", "cpu", Cfg(), root=tmp_path)
     assert record is None and "amp_dtype" in why and "inner" in why
+
+
+def test_defaults_also_apply_to_a_config_stored_as_a_plain_mapping(tmp_path):
+    # chapters store their dataclass config as a dict with extra keys (the pre-trained trunk's key)
+    def train():
+        return RunOutcome(metrics={"mAP": 0.4}, history=[])
+
+    run_or_reuse("c", "r", "cpu", {**to_jsonable(Cfg()), "trunk": "k1"}, train, reuse=True, root=tmp_path)
+    grown = {**to_jsonable(Grown()), "trunk": "k1"}
+    record, why = reusable_run("c", "r", "cpu", grown, root=tmp_path)
+    assert record is None and "amp_dtype" in why  # a mapping has no defaults of its own
+    record, why = reusable_run("c", "r", "cpu", grown, root=tmp_path, defaults=config_defaults(Grown()))
+    assert record is not None and why == ""
+    record, why = reusable_run("c", "r", "cpu", {**grown, "trunk": "k2"}, root=tmp_path,
+                               defaults=config_defaults(Grown()))
+    assert record is None and "trunk" in why
