@@ -27,7 +27,6 @@ at Market-1501 size).
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -39,7 +38,6 @@ from tqdm.auto import tqdm
 from reidlib.evaluation.arrays import (
     ArrayLike,
     as_float_matrix,
-    as_tensor,
     check_finite,
     check_finite_distances,
     like_input,
@@ -106,8 +104,7 @@ def rerank(
     qg, qq, gg = qg.to(dtype), qq.to(dtype), gg.to(dtype)
 
     source = _MatrixSource(qg, qq, gg, squared)
-    blocks = _rerank_core(source, k1, k2, lambda_, chunk_elements, progress)
-    final = _collect(blocks, num_q, num_g, dtype, dev)
+    final = _collect(_rerank_core(source, k1, k2, lambda_, chunk_elements, progress), num_q)
     return like_input(final, q_g)
 
 
@@ -144,9 +141,7 @@ def rerank_features(
             otherwise turn the whole result into NaN.
     """
     blocks = rerank_feature_blocks(q_feats, g_feats, k1, k2, lambda_, metric, chunk_elements, progress)
-    first = next(blocks)  # checks the inputs
-    num_q, num_g = as_tensor(q_feats, "q_feats").shape[0], first[2].shape[1]
-    return _collect(itertools.chain([first], blocks), num_q, num_g, first[2].dtype, first[2].device)
+    return _collect(blocks, as_float_matrix(q_feats, "q_feats").shape[0])
 
 
 def rerank_feature_blocks(
@@ -202,11 +197,14 @@ def rerank_feature_blocks(
     yield from _rerank_core(source, k1, k2, lambda_, chunk_elements, progress, budget)
 
 
-def _collect(blocks: Iterable[tuple[int, int, torch.Tensor]], num_q: int, num_g: int, dtype: torch.dtype,
-             device: torch.device, out: torch.Tensor | None = None) -> torch.Tensor:
-    final = torch.empty(num_q, num_g, dtype=dtype, device=device) if out is None else out
+def _collect(blocks: Iterable[tuple[int, int, torch.Tensor]], num_q: int) -> torch.Tensor:
+    """The ``(Q, G)`` matrix of the query chunks ``(i0, i1, rows)``, allocated like the first chunk."""
+    final = None
     for i0, i1, rows in blocks:
+        if final is None:
+            final = rows.new_empty(num_q, rows.shape[1])
         final[i0:i1] = rows
+    assert final is not None  # there is at least one query
     return final
 
 
