@@ -45,10 +45,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from memory_probe import reset_peak, rss_bytes  # noqa: E402
+from results_file import write_results  # noqa: E402
 
-from reidlib.atomic import atomic_write_text  # noqa: E402
 from reidlib.evaluation import evaluate, evaluate_features, pairwise_distance, rerank_features  # noqa: E402
-from reidlib.results.provenance import collect_provenance  # noqa: E402
 from tests.evaluation.reference import rerank_dense  # noqa: E402
 
 NUM_QUERY, NUM_GALLERY, NUM_IDS, NUM_CAMS = 11659, 82161, 3060, 15
@@ -191,15 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(extrapolate(dense[0], dense[1], NUM_QUERY + NUM_GALLERY))
     print(f"  dense re-ranking at MSMT17 size (EXTRAPOLATED): {rows[-1]['wall_s']:.0f} s, "
           f"{rows[-1]['peak_gb']:.1f} GB")
-    payload = {"benchmark": "retrieval_msmt17", "rows": rows, "targets": TARGETS,
-               "chunked_equals_whole_matrix": same, "dense_agreement": agreement,
-               "settings": {"k1": 20, "k2": 6, "lambda": 0.3, "eval_max_memory": EVAL_BOUND,
-                            "rerank_max_memory": RERANK_BOUND, "num_ids": NUM_IDS, "num_cams": NUM_CAMS},
-               "threads": torch.get_num_threads(), "provenance": collect_provenance("cpu")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(payload, indent=1, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(args.out, "retrieval_msmt17", "cpu", rows=rows, targets=TARGETS,
+                  chunked_equals_whole_matrix=same, dense_agreement=agreement,
+                  settings={"k1": 20, "k2": 6, "lambda": 0.3, "eval_max_memory": EVAL_BOUND,
+                            "rerank_max_memory": RERANK_BOUND, "num_ids": NUM_IDS, "num_cams": NUM_CAMS})
     return 0
 
 

@@ -24,7 +24,6 @@ ResNet-101 at 416 px is left out unless named with ``--chapters``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,14 +35,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reidlib.atomic import atomic_write_text  # noqa: E402
+from results_file import write_results  # noqa: E402
+
 from reidlib.engine.extract import forward_any_size  # noqa: E402
 from reidlib.engine.trainer import as_batch_dict, batch_to_device, default_forward  # noqa: E402
 from reidlib.recipes import cama, chapter, fmn, pmm  # noqa: E402
 from reidlib.recipes import hybrid_attention as ha  # noqa: E402
 from reidlib.recipes import reid_done_right as rdr  # noqa: E402
-from reidlib.results.provenance import collect_provenance  # noqa: E402
 
 CHAPTERS = ("cama", "reid_done_right", "fmn", "hybrid_attention", "pmm")
 #: Dense bf16 tensor-core peaks (TFLOP/s) of the GPUs the book's figures may come from (vendor sheets).
@@ -248,12 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not measured: {s}")
     out = Path(args.out or Path(__file__).resolve().parents[1] / "results" / "benchmarks"
                / f"bench_train_{device.type}.json")
-    payload = {"benchmark": "bench_train", "rows": rows, "not_measured": skipped,
-               "threads": torch.get_num_threads(), "provenance": collect_provenance(str(device)),
-               "settings": {"steps": args.steps, "full_steps": full_steps, "warmup": args.warmup}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(payload, indent=1, default=str) + "\n")
-    print(f"wrote {out}")
+    write_results(out, "bench_train", str(device), rows=rows, not_measured=skipped,
+                  settings={"steps": args.steps, "full_steps": full_steps, "warmup": args.warmup})
     return 0
 
 

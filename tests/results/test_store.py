@@ -166,14 +166,9 @@ class Inner:
 
 
 @dataclass
-class Grown:
+class Grown(Cfg):
     """``Cfg`` after two fields were added (one nested), as a config class grows between runs."""
 
-    dataset: str = "synth_tiny"
-    seed: int = 3
-    lr: float = 0.01
-    size: tuple = (64, 32)
-    out: Path = Path("runs/x")
     amp_dtype: str = "auto"
     inner: Inner = field(default_factory=Inner)
 
