@@ -156,8 +156,9 @@ class CamaConfig(InputSizes, ChapterConfig):
 #: The configs of the three scales. ``cpu`` starts from the SynthReID trunk (no ImageNet weights can be
 #: downloaded; :mod:`reidlib.recipes.pretrain`) and fine-tunes 6 epochs without a classifier-only phase:
 #: in single-seed trials on IDE+BN, longer fine-tuning, a lower LR or a classifier warm-up did not raise
-#: mAP, and trunks pre-trained longer than the trunk's 14 epochs stopped raising it. A quarter-width
-#: ResNet-18 at 128x64 trains at ~400 images/s on 2 cores (N = 1) to ~250 (N = 4) in channels-last.
+#: mAP (a longer pre-training of the trunk did: :data:`reidlib.recipes.pretrain.SCALE_CONFIGS`). A
+#: quarter-width ResNet-18 at 128x64 trains at ~400 images/s on 2 cores (N = 1) to ~250 (N = 4) in
+#: channels-last.
 SCALE_CONFIGS: dict[str, CamaConfig] = {
     "smoke": CamaConfig(scale="smoke", synth_preset="tiny", base_width=8, pretrained=True, height=64,
                         width=32, batch_size=16, warmup_epochs=1, warmup_start_lr=3e-5, lr=1e-3, epochs=2,

@@ -254,10 +254,10 @@ def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
     small, _, large = base.size_sweep
     shallow, _, deep = base.depth_sweep
     # Table 3c removes the classification pre-training the base config has: stage 1, or the SynthReID
-    # trunk (which is classification pre-training on a disjoint population). A trunk exists for the
-    # middle depth only, so Table 3b's depths are compared without one, like Table 3c's "no".
+    # trunk (which is classification pre-training on a disjoint population). Table 3b's depths each
+    # start from their own trunk (:data:`reidlib.recipes.pretrain.CHAPTER_TRUNKS`), as the paper's start
+    # from ImageNet.
     no_pretrain = {"cls_pretrain": False} if base.cls_pretrain else {"pretrained": False}
-    depth_init = {"pretrained": False} if uses_trunk(base) else {}
     runs: dict[str, dict[str, Any]] = {
         "rdr": {},
         # Table 1: flip / crop / cut-out ("cut-out" alone is the main run).
@@ -270,8 +270,8 @@ def _sweep_overrides(base: RdrConfig) -> dict[str, dict[str, Any]]:
         "size_large": {"max_side": large},
         # Table 3: pooling, depth, classification pre-training.
         "pool_avg": {"pool": "avg"},
-        "depth_shallow": {"depth": shallow, **depth_init},
-        "depth_deep": {"depth": deep, **depth_init},
+        "depth_shallow": {"depth": shallow},
+        "depth_deep": {"depth": deep},
         "no_cls_pretrain": no_pretrain,
         # The curriculum claims: fixed vs progressive cut-out, random vs hard triplets; and batch-hard.
         "cutout_fixed": {"cutout": "fixed"},
@@ -294,13 +294,6 @@ TABLE3_RUNS = {"(a) pooling: average": "pool_avg", "(a) pooling: max": "rdr",
                "(c) classification pre-training: no": "no_cls_pretrain",
                "(c) classification pre-training: yes": "rdr"}
 
-
-def table3_runs(base: RdrConfig) -> dict[str, str]:
-    """:data:`TABLE3_RUNS` for ``base``: with a SynthReID trunk, Table 3b's depths are trained without
-    one, so its middle row is ``no_cls_pretrain`` (the main network without the trunk)."""
-    if uses_trunk(base):
-        return TABLE3_RUNS | {"(b) backbone: middle": "no_cls_pretrain"}
-    return dict(TABLE3_RUNS)
 
 def run_config(name: str, base: RdrConfig) -> RdrConfig:
     """The config of run ``name`` of :data:`RUNS` on top of ``base`` (a scale's config)."""

@@ -25,11 +25,11 @@ from reidlib.recipes.chapter import ChapterData
 from reidlib.recipes.reid_done_right import (
     CHAPTER,
     TABLE1_RUNS,
+    TABLE3_RUNS,
     RdrConfig,
     RdrRun,
     classification_run_name,
     extract,
-    table3_runs,
     test_transform,
     uses_trunk,
 )
@@ -97,7 +97,7 @@ def table3(records: Mapping[str, RunRecord], cfg: RdrConfig) -> pd.DataFrame:
              "(c) classification pre-training: yes": "classification pre-training: yes"}
     rows: dict[str, str] = {}
     settings: dict[str, str] = {}
-    for label, run in table3_runs(cfg).items():
+    for label, run in TABLE3_RUNS.items():
         if label.startswith("(b)"):
             i = ("shallow", "middle", "deep").index(label.split(": ")[1])
             new = f"(b) ResNet-{paper_depths[i]} (ours ResNet-{cfg.depth_sweep[i]}, narrow)"

@@ -164,19 +164,18 @@ def test_stage_two_resumes_bit_exactly_after_a_crash(tmp_path, monkeypatch):
     assert again == history  # the same per-update losses, pool refreshes included
 
 
-def test_with_a_trunk_table_3_compares_without_it_and_claims_arms_have_paired_seeds():
+def test_with_a_trunk_table_3c_drops_it_3b_keeps_one_per_depth_and_claims_arms_have_paired_seeds():
     from reidlib.results.claims import MIN_SEEDS, load_claims
 
     base = R.config_for("cpu")
     assert R.uses_trunk(base) and not base.cls_pretrain
     assert R.run_config("no_cls_pretrain", base).pretrained is False
-    assert not R.run_config("depth_shallow", base).pretrained
-    assert not R.run_config("depth_deep", base).pretrained
-    assert R.table3_runs(base)["(b) backbone: middle"] == "no_cls_pretrain"
+    shallow, deep = R.run_config("depth_shallow", base), R.run_config("depth_deep", base)
+    assert (shallow.depth, deep.depth) == (base.depth_sweep[0], base.depth_sweep[2])
+    assert R.uses_trunk(shallow) and R.uses_trunk(deep)  # each depth from its own trunk, like ImageNet
     full = R.config_for("full")
     assert R.run_config("no_cls_pretrain", full).cls_pretrain is False
     assert R.run_config("depth_deep", full).pretrained
-    assert R.table3_runs(full) == R.TABLE3_RUNS
     derived = {"rdr_qe": "rdr", "attention_rdr": "rdr", "attention_uniform": "rdr"}
     for claim in load_claims(R.CHAPTER):
         for arm in (claim.winner, *claim.losers):
