@@ -41,15 +41,17 @@ PRETRAIN_COLUMNS = ("trunk", "key", "images", "identities", "epochs", "final tra
 
 
 def chapters_with_results(root: str | os.PathLike | None = None) -> list[str]:
-    """Names of the chapters that have a folder under the results root, sorted (empty when none).
+    """Names of the chapters under the results root, sorted (empty when none): the folders that hold a
+    scale folder (``<chapter>/<scale>/``), as every chapter's runs do.
 
-    The pre-trained trunks' folder (:data:`PRETRAIN_CHAPTER`) is left out: it holds no chapter's runs (see
-    :func:`pretrain_table`).
+    Left out: the pre-trained trunks' folder (:data:`PRETRAIN_CHAPTER`), which holds no chapter's runs (see
+    :func:`pretrain_table`), and folders of loose results files such as ``benchmarks/``.
     """
     folder = results_root(root)
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != PRETRAIN_CHAPTER)
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and p.name != PRETRAIN_CHAPTER and any(c.is_dir() for c in p.iterdir()))
 
 
 def run_summary(chapter: str, scale: str, root: str | os.PathLike | None = None) -> dict[str, float]:

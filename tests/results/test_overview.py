@@ -52,6 +52,8 @@ def test_chapters_with_results(root, tmp_path):
     assert chapters_with_results(root) == ["alpha", "beta", "gamma"]
     assert chapters_with_results(tmp_path / "nowhere") == []
     (root / PRETRAIN_CHAPTER / "cpu").mkdir(parents=True)  # the trunks' results are no chapter's
+    (root / "benchmarks").mkdir()  # loose results files, no scale folder: no chapter either
+    (root / "benchmarks" / "bench_train_cpu.json").write_text("{}")
     assert chapters_with_results(root) == ["alpha", "beta", "gamma"]
 
 
