@@ -130,9 +130,7 @@ class PretrainConfig:
 #: :func:`trunk_config` changes depth and width. ``smoke`` takes seconds on the ``tiny`` population. At
 #: ``cpu``, 20 epochs instead of 14 (LR step after 15 instead of 10) lifted both chapter baselines over
 #: three seeds: CAMA's IDE+BN from 38.7 +- 0.7 to 41.3 +- 0.9 mAP, Re-ID done right's main run from
-#: 31.4 +- 0.5 to 33.2 +- 0.5. That chapter draws SynthReID at 64x32 and up-scales it (as the paper
-#: up-scales Market), which the trunk, trained on 128x64 renders, never saw: the same main run on 128x64
-#: renders reached 41.8 +- 0.4.
+#: 31.4 +- 0.5 to 33.2 +- 0.5 (drawn at 64x32 and up-scaled then; at the trunk's 128x64, as now, 41.8 +- 0.4).
 SCALE_CONFIGS: dict[str, PretrainConfig] = {
     "smoke": PretrainConfig(scale="smoke", base_width=8, population="tiny", height=64, width=32, epochs=1,
                             batch_size=16, lr_milestones=(), pad=4),
