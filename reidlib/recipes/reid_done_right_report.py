@@ -24,7 +24,9 @@ from reidlib.recipes import pretrain, report
 from reidlib.recipes.chapter import ChapterData
 from reidlib.recipes.reid_done_right import (
     CHAPTER,
+    SCALE_CONFIGS,
     TABLE1_RUNS,
+    TABLE2_RUNS,
     TABLE3_RUNS,
     RdrConfig,
     RdrRun,
@@ -79,17 +81,13 @@ def table1(records: Mapping[str, RunRecord]) -> pd.DataFrame:
     return ablation_table(records, TABLE1_RUNS, {k: f"augmentation: {k}" for k in TABLE1_RUNS})
 
 
-#: Height of Market-1501's images (Sec. 4.2: "a fixed size of 256x128"), the paper's 1x of Table 2.
-PAPER_NATIVE_HEIGHT = 256
-
-
 def table2(records: Mapping[str, RunRecord], cfg: RdrConfig) -> pd.DataFrame:
     """Table 2: the largest image side (the paper's 256 / 416 / 640 beside our sizes), each also as a
-    multiple of the native height (Market's 256; ``cfg.render_height``)."""
-    paper_sizes = (256, 416, 640)
-    rows = {f"{p} px = {p / PAPER_NATIVE_HEIGHT:.3g}x (ours {o} px = {o / cfg.render_height:.3g}x)": run
-            for p, o, run in zip(paper_sizes, cfg.size_sweep, ("size_small", "rdr", "size_large"),
-                                 strict=True)}
+    multiple of the native height (Market's 256x128 in the ``full`` setting, ``cfg.render_height`` here)."""
+    paper = SCALE_CONFIGS["full"]
+    paper_sizes = paper.size_sweep
+    rows = {f"{p} px = {p / paper.render_height:.3g}x (ours {o} px = {o / cfg.render_height:.3g}x)": run
+            for p, o, run in zip(paper_sizes, cfg.size_sweep, TABLE2_RUNS.values(), strict=True)}
     settings = {label: f"largest side {p}" for label, p in zip(rows, paper_sizes, strict=True)}
     return ablation_table(records, rows, settings)
 
