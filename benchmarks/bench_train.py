@@ -11,14 +11,16 @@ step) in two ways:
 
 Re-ID done right's stage 2 is stepped as batch-hard ``P x K`` batches of ``3 x batch_triplets`` images at
 its ``max_side`` (the triplet miner's pool refresh is not part of a step). Weights are random (speed does
-not depend on them; ImageNet weights cannot be downloaded here). On CUDA the step runs under bf16 autocast
-when the GPU supports it, channels-last, and the achieved TFLOP/s (counted by
+not depend on them; ImageNet weights cannot be downloaded here). The step runs channels-last, under bf16
+autocast on CUDA when the GPU supports it and on the CPU when the recipe's config trains so
+(``cpu_bf16``, the ``cpu`` configs), and the achieved TFLOP/s (counted by
 ``torch.utils.flop_counter`` on one step) is set beside the device's dense bf16 peak where it is known.
 
 Run: ``python benchmarks/bench_train.py [--device cuda] [--scales cpu full] [--chapters pmm ...]``; it
 prints a table and writes ``results/benchmarks/bench_train_<device>.json`` with provenance. On the CPU
 the ``full`` models take seconds per step, so ``--full-steps`` is small there and Re-ID done right's
-ResNet-101 at 416 px is left out unless named with ``--chapters``.
+ResNet-101 at 416 px is left out unless named with ``--chapters``. A model whose config trains in bf16
+on the CPU gets a second row in float32.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Parts:
     size: tuple[int, int]
     backbone: str
     params: list[nn.Parameter]
+    cpu_bf16: bool = False
 
 
 def _backbone_name(cfg: Any) -> str:
@@ -72,7 +75,7 @@ def _backbone_name(cfg: Any) -> str:
 def _parts(cfg: Any, data: chapter.ChapterData, model: nn.Module, loss: Any, loader: Callable[[], Any],
            forward: Callable[[nn.Module, dict[str, Any]], Any] = default_forward) -> Parts:
     return Parts(model, loss, forward, loader, cfg.batch_size, (cfg.height, cfg.width), _backbone_name(cfg),
-                 [p for p in model.parameters() if p.requires_grad])
+                 [p for p in model.parameters() if p.requires_grad], cfg.cpu_bf16)
 
 
 def chapter_parts(name: str, scale: str, device: torch.device | str = "cpu") -> Parts:
@@ -102,25 +105,25 @@ def chapter_parts(name: str, scale: str, device: torch.device | str = "cpu") -> 
         tf = build_train_transform(*size, flip=True)
         return Parts(model, rdr.ranking_loss(cfg), forward_any_size,
                      lambda: chapter.identity_loader(data, tf, batch, cfg.pk_instances, 0), batch, size,
-                     _backbone_name(cfg), list(model.parameters()))
+                     _backbone_name(cfg), list(model.parameters()), cfg.cpu_bf16)
     raise ValueError(f"unknown chapter {name!r}; expected one of {CHAPTERS}")
 
 
 class Stepper:
-    """Forward, loss, backward and an Adam step, under bf16 autocast and channels-last on CUDA."""
+    """Forward, loss, backward and an Adam step, channels-last, under bf16 autocast on CUDA (where the GPU
+    supports it) and on the CPU where the recipe's config asks for it (as its trainer does)."""
 
-    def __init__(self, parts: Parts, device: torch.device) -> None:
+    def __init__(self, parts: Parts, device: torch.device, float32: bool = False) -> None:
         self.parts, self.device = parts, device
         self.model = parts.model.to(device).train()
         self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.model.to(memory_format=torch.channels_last)
-        self.amp = self.cuda and torch.cuda.is_bf16_supported()
+        self.model.to(memory_format=torch.channels_last)
+        self.amp = not float32 and (torch.cuda.is_bf16_supported() if self.cuda
+                                    else device.type == "cpu" and parts.cpu_bf16)
         self.optimizer = torch.optim.Adam(parts.params, lr=1e-4)
 
     def __call__(self, batch: dict[str, Any]) -> float:
-        if self.cuda:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.parts.forward_fn(self.model, batch)
             loss, _ = self.parts.loss_fn(out, batch)
@@ -178,10 +181,12 @@ def _peak(name: str) -> float | None:
     return None
 
 
-def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int) -> dict[str, Any]:
-    """One row: images/s with the model only and with the data pipeline, and (CUDA) TFLOP/s."""
+def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int, float32: bool = False
+          ) -> dict[str, Any]:
+    """One row: images/s with the model only and with the data pipeline, and (CUDA) TFLOP/s;
+    ``float32``: without autocast, whatever the recipe's config says."""
     parts = chapter_parts(name, scale, device)
-    stepper = Stepper(parts, device)
+    stepper = Stepper(parts, device, float32)
     fixed = next(_loader_batches(parts, device))  # the loader's own batch structure (P x K or shuffled)
     model_s, model_images = _timed(stepper, iter(lambda: dict(fixed), None), warmup, steps)
     pipe_s, pipe_images = _timed(stepper, _loader_batches(parts, device), warmup, steps)
@@ -190,7 +195,7 @@ def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int) 
         "input": f"{parts.size[0]}x{parts.size[1]}",
         "batch": parts.batch, "steps": steps, "model_images_per_s": model_images / model_s,
         "pipeline_images_per_s": pipe_images / pipe_s, "step_s_model": model_s / steps,
-        "step_s_pipeline": pipe_s / steps, "amp": "bf16" if stepper.amp else "off",
+        "step_s_pipeline": pipe_s / steps, "precision": "bf16" if stepper.amp else "float32",
     }
     row["pipeline_slowdown"] = row["model_images_per_s"] / row["pipeline_images_per_s"]
     if device.type == "cuda":
@@ -204,14 +209,14 @@ def bench(name: str, scale: str, device: torch.device, warmup: int, steps: int) 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a fixed-width text table."""
-    head = (f"{'chapter':<17} {'scale':<5} {'backbone':<21} {'input':<8} {'batch':>5} {'model img/s':>12} "
-            f"{'+pipeline':>10} {'slowdown':>8} {'TFLOP/s':>8}")
+    head = (f"{'chapter':<17} {'scale':<5} {'backbone':<21} {'input':<8} {'batch':>5} {'precision':<9} "
+            f"{'model img/s':>12} {'+pipeline':>10} {'slowdown':>8} {'TFLOP/s':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         tf = f"{r['tflops']:.1f}" if r.get("tflops") else "-"
         lines.append(f"{r['chapter']:<17} {r['scale']:<5} {r['backbone']:<21} {r['input']:<8} "
-                     f"{r['batch']:>5} {r['model_images_per_s']:>12.1f} {r['pipeline_images_per_s']:>10.1f} "
-                     f"{r['pipeline_slowdown']:>7.2f}x {tf:>8}")
+                     f"{r['batch']:>5} {r.get('precision', '-'):<9} {r['model_images_per_s']:>12.1f} "
+                     f"{r['pipeline_images_per_s']:>10.1f} {r['pipeline_slowdown']:>7.2f}x {tf:>8}")
     return "\n".join(lines)
 
 
@@ -239,10 +244,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             steps = args.steps if scale == "cpu" else full_steps
             warmup = args.warmup if scale == "cpu" or cuda else 1
-            row = bench(name, scale, device, warmup, steps)
-            print(f"{name}/{scale}: {row['model_images_per_s']:.1f} img/s model, "
-                  f"{row['pipeline_images_per_s']:.1f} with the pipeline", flush=True)
-            rows.append(row)
+            for float32 in (False, True):
+                row = bench(name, scale, device, warmup, steps, float32)
+                print(f"{name}/{scale} ({row['precision']}): {row['model_images_per_s']:.1f} img/s model, "
+                      f"{row['pipeline_images_per_s']:.1f} with the pipeline", flush=True)
+                rows.append(row)
+                # A config that trains in bf16 on the CPU is timed in float32 too: what bf16 buys there.
+                if cuda or row["precision"] == "float32":
+                    break
     print(format_table(rows))
     for s in skipped:
         print(f"not measured: {s}")

@@ -158,6 +158,11 @@ class TrainConfig:
             unaffected.
         compile: train through ``torch.compile(model)`` (the same arithmetic up to kernel fusion; the first
             steps pay the compilation). Checkpoints hold the plain model's weights either way.
+        cpu_bf16: on the CPU, train under bfloat16 autocast (``amp`` is CUDA's switch): convolutions and
+            matrix products run in bf16, and so do the activations that follow them; weights, gradients and
+            optimizer state stay float32, as do the ops autocast keeps in float32 (cross-entropy). oneDNN
+            runs bf16 natively on CPUs with AVX512-BF16 or AMX (``benchmarks/bench_train.py`` times the
+            chapters' ``cpu`` models both ways); elsewhere it is emulated, slower, and the trainer warns.
     """
 
     epochs: int = 10
@@ -174,6 +179,7 @@ class TrainConfig:
     channels_last: bool = False
     amp_dtype: str = "auto"
     compile: bool = False
+    cpu_bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.amp_dtype not in AMP_DTYPES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_device_name", "resolve_device"]
+__all__ = ["check_device_name", "cpu_has_native_bf16", "resolve_device"]
 
 
 def check_device_name(device: str, name: str = "device") -> str:
@@ -44,3 +44,12 @@ def resolve_device(device: str, name: str = "device") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name}={device!r} requested but MPS is not available (use 'cpu' or 'auto')")
     return dev
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX); without it bf16 autocast on
+    the CPU is emulated and slower than float32. ``False`` where torch cannot tell."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False

@@ -22,6 +22,7 @@ import itertools
 import math
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 from reidlib.engine import distributed
 from reidlib.engine.checkpoint import CHECKPOINT_VERSION, LATEST, load_checkpoint, save_checkpoint
 from reidlib.engine.config import TrainConfig, to_dict
+from reidlib.engine.device import cpu_has_native_bf16
 from reidlib.engine.history import History
 from reidlib.engine.schedules import build_optimizer, build_scheduler
 from reidlib.engine.seeding import get_rng_state, seed_everything, set_rng_state
@@ -190,8 +192,14 @@ class Trainer:
         self.optimizer = build_optimizer(param_groups if param_groups is not None else model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.epochs, self.steps_per_epoch,
                                          base_lr=cfg.optimizer.lr)
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
-        self.amp_dtype = autocast_dtype(cfg.amp_dtype, self.device)
+        on_cuda = self.device.type == "cuda"
+        self.use_amp = bool(cfg.amp and on_cuda) or bool(cfg.cpu_bf16 and self.device.type == "cpu")
+        self.amp_dtype = autocast_dtype(cfg.amp_dtype, self.device) if on_cuda else torch.bfloat16
+        if cfg.cpu_bf16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn("train.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so autocast "
+                          "emulates it and trains slower than float32. cpu_bf16=False in the config trains "
+                          "in float32; rounding differs, which training turns into differences of the size "
+                          "of the seed spread", stacklevel=2)
         # bfloat16 has float32's exponent range: its gradients do not underflow, so they need no scaling.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.epoch = 0  # finished epochs

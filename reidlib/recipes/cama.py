@@ -158,12 +158,13 @@ class CamaConfig(InputSizes, ChapterConfig):
 #: in single-seed trials on IDE+BN, longer fine-tuning, a lower LR or a classifier warm-up did not raise
 #: mAP (a longer pre-training of the trunk did: :data:`reidlib.recipes.pretrain.SCALE_CONFIGS`). A
 #: quarter-width ResNet-18 at 128x64 trains at ~400 images/s on 2 cores (N = 1) to ~250 (N = 4) in
-#: channels-last.
+#: channels-last and float32; ``cpu_bf16`` (bf16 autocast) adds a third or more.
 SCALE_CONFIGS: dict[str, CamaConfig] = {
     "smoke": CamaConfig(scale="smoke", synth_preset="tiny", base_width=8, pretrained=True, height=64,
                         width=32, batch_size=16, warmup_epochs=1, warmup_start_lr=3e-5, lr=1e-3, epochs=2,
                         lr_milestones=[], explain_images=8),
-    "cpu": CamaConfig(scale="cpu", synth_preset="small", base_width=16, pretrained=True, height=128, width=64,
+    "cpu": CamaConfig(scale="cpu", cpu_bf16=True, synth_preset="small", base_width=16, pretrained=True,
+                      height=128, width=64,
                       batch_size=32, warmup_epochs=0, warmup_start_lr=3e-5, lr=1e-3, epochs=6,
                       lr_milestones=[4], explain_images=48),
     "full": CamaConfig(scale="full", synth_preset="market", depth=50, pretrained=True, height=256,
@@ -265,7 +266,8 @@ def train_config(cfg: CamaConfig) -> TrainConfig:
     )
     return TrainConfig(epochs=cfg.epochs, optimizer=OptimizerConfig(name="adam", lr=cfg.lr,
                                                                     weight_decay=cfg.weight_decay),
-                       schedule=schedule, seed=cfg.seed, progress="line", channels_last=True)
+                       schedule=schedule, seed=cfg.seed, progress="line", channels_last=True,
+                       cpu_bf16=cfg.cpu_bf16)
 
 
 def cama_loss(cfg: CamaConfig) -> CamaLoss:

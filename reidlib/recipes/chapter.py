@@ -94,6 +94,9 @@ class ChapterConfig:
             device (:func:`augmented_loader`: the PIL pipeline's operations, tested against it, with
             another random stream), instead of with PIL one image at a time on the CPU: the GPU fast
             path, and a fifth of a ``cpu`` run saved.
+        cpu_bf16: train under bfloat16 autocast on the CPU (``cpu_bf16`` of
+            :class:`reidlib.engine.config.TrainConfig`; evaluation stays in float32). The ``cpu`` configs
+            set it.
     """
 
     scale: str = "cpu"
@@ -102,6 +105,7 @@ class ChapterConfig:
     seed: int = 0
     data_seed: int = 0
     device_augment: bool = False
+    cpu_bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:

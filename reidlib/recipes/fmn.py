@@ -161,7 +161,8 @@ SCALE_CONFIGS: dict[str, FmnConfig] = {
     "smoke": FmnConfig(scale="smoke", synth_preset="tiny", depth=18, base_width=8, height=64, width=32,
                        batch_size=16, optimizer="adam", grn_lr=1e-3, grn_epochs=1, grn_milestones=[],
                        lan_lr=1e-3, lan_epochs=1, lan_milestones=[], pad=4, explain_images=8),
-    "cpu": FmnConfig(scale="cpu", synth_preset="small", depth=18, base_width=16, height=128, width=64,
+    "cpu": FmnConfig(scale="cpu", cpu_bf16=True, synth_preset="small", depth=18, base_width=16, height=128,
+                     width=64,
                      batch_size=32, optimizer="adam", grn_lr=1e-3, grn_epochs=6, grn_milestones=[4],
                      lan_lr=1e-3, lan_epochs=6, lan_milestones=[4], pad=6, explain_images=48),
     "full": FmnConfig(scale="full", synth_preset="market", device_augment=True),
@@ -257,7 +258,8 @@ def _train_config(cfg: FmnConfig, lr: float, epochs: int, milestones: Sequence[i
     schedule = ScheduleConfig(kind="multistep" if milestones else "constant", milestones=list(milestones),
                               gamma=cfg.lr_gamma)
     return TrainConfig(epochs=epochs, optimizer=optimizer, schedule=schedule, seed=cfg.seed,
-                       progress="line", channels_last=True)
+                       progress="line", channels_last=True,
+                       cpu_bf16=cfg.cpu_bf16)
 
 
 def train_grn(model: GRN, cfg: FmnConfig, data: ChapterData, out_dir: str | Path, device: str = "cpu"

@@ -189,7 +189,8 @@ SCALE_CONFIGS: dict[str, HybridAttentionConfig] = {
         feat_dim=32, batch_size=16, optimizer="adam", lr=1e-3, epochs=1, warmup_epochs=0, lr_milestones=[],
         pad=4, explain_images=8),
     "cpu": HybridAttentionConfig(
-        scale="cpu", synth_preset="small", depth=18, base_width=16, height=96, width=48, reduce_dim=64,
+        scale="cpu", cpu_bf16=True, synth_preset="small", depth=18, base_width=16, height=96, width=48,
+        reduce_dim=64,
         feat_dim=128, batch_size=64, optimizer="adam", lr=1e-3, epochs=4, warmup_epochs=1,
         lr_milestones=[3], lr_gamma=0.1, pad=6, explain_images=48),
     "full": HybridAttentionConfig(scale="full", synth_preset="market", device_augment=True),
@@ -330,7 +331,8 @@ def train_config(cfg: HybridAttentionConfig) -> TrainConfig:
     optimizer = OptimizerConfig(name=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.optimizer == "sgd")
     return TrainConfig(epochs=cfg.epochs, optimizer=optimizer, schedule=schedule, seed=cfg.seed,
-                       progress="line", channels_last=True)
+                       progress="line", channels_last=True,
+                       cpu_bf16=cfg.cpu_bf16)
 
 
 def loss_for(cfg: HybridAttentionConfig) -> MultiPartLoss:

@@ -162,7 +162,8 @@ SCALE_CONFIGS: dict[str, PmmConfig] = {
     "smoke": PmmConfig(scale="smoke", synth_preset="tiny", depth=18, base_width=8, height=64, width=32,
                        dim=32, bdb_part_dim=64, block=[1, 1], k=2, batch_size=16, epochs=1, warmup_epochs=0,
                        lr_milestones=[], explain_images=8),
-    "cpu": PmmConfig(scale="cpu", synth_preset="small", depth=18, base_width=16, height=128, width=64,
+    "cpu": PmmConfig(scale="cpu", cpu_bf16=True, synth_preset="small", depth=18, base_width=16, height=128,
+                     width=64,
                      dim=128, bdb_part_dim=256, block=[1, 1], k=3, batch_size=64, epochs=4, warmup_epochs=0,
                      lr_milestones=[3], device_augment=True),
     "full": PmmConfig(scale="full", synth_preset="market", device_augment=True),
@@ -269,7 +270,8 @@ def train_config(cfg: PmmConfig) -> TrainConfig:
                               warmup=cfg.warmup_epochs, warmup_start_factor=0.1)
     return TrainConfig(epochs=cfg.epochs, optimizer=OptimizerConfig(name="adam", lr=cfg.lr,
                                                                     weight_decay=cfg.weight_decay),
-                       schedule=schedule, seed=cfg.seed, progress="line", channels_last=True)
+                       schedule=schedule, seed=cfg.seed, progress="line", channels_last=True,
+                       cpu_bf16=cfg.cpu_bf16)
 
 
 class TrainingForward:

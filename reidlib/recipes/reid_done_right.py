@@ -227,7 +227,8 @@ SCALE_CONFIGS: dict[str, RdrConfig] = {
                        dim=64, cls_size=32, cls_epochs=2, cls_batch=32, max_side=48, size_sweep=(32, 48, 64),
                        iterations=4, batch_triplets=4, triplets_per_pass=4, half_life=2.0, pool_size=60,
                        pool_updates=2, explain_images=6, pretrained=True, cls_pretrain=False),
-    "cpu": RdrConfig(scale="cpu", render_height=128, render_width=64, pretrained=True, cls_pretrain=False),
+    "cpu": RdrConfig(scale="cpu", cpu_bf16=True, render_height=128, render_width=64, pretrained=True,
+                     cls_pretrain=False),
     "full": RdrConfig(scale="full", dataset="market1501", synth_preset="market", render_height=256,
                       render_width=128, depth=101, depth_sweep=(50, 101, 152), base_width=64, pretrained=True,
                       dim=2048, cls_size=224, cls_crop_scale=(0.08, 1.0), cls_epochs=40, cls_batch=128,
@@ -377,7 +378,8 @@ def train_classifier(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData,
     schedule = ScheduleConfig(kind="log_decay", final_lr=cfg.cls_final_lr, per_iteration=True)
     train_cfg = TrainConfig(epochs=cfg.cls_epochs, optimizer=OptimizerConfig(
         name="sgd", lr=cfg.cls_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
-        schedule=schedule, seed=cfg.seed, progress="line", amp=False)
+        schedule=schedule, seed=cfg.seed, progress="line", amp=False, channels_last=True,
+        cpu_bf16=cfg.cpu_bf16)
     trainer = Trainer(model, IdentityLoss(label_smoothing=0.0), loader, train_cfg, out_dir, device=device,
                       record={"rdr_classification": classification_key(cfg)})
     return trainer.fit_or_resume().to_list()
@@ -468,7 +470,8 @@ def train_ranking(model: GlobalDescriptor, cfg: RdrConfig, data: ChapterData, ou
     passes = loader.passes
     train_cfg = TrainConfig(
         epochs=cfg.iterations // cfg.pool_updates, grad_accum_steps=passes, seed=cfg.seed, progress="line",
-        amp=False, optimizer=OptimizerConfig(name="sgd", lr=cfg.lr, momentum=cfg.momentum,
+        amp=False, channels_last=True, cpu_bf16=cfg.cpu_bf16,
+        optimizer=OptimizerConfig(name="sgd", lr=cfg.lr, momentum=cfg.momentum,
                                              weight_decay=cfg.weight_decay),
         schedule=ScheduleConfig(kind="log_decay", half_life=cfg.half_life, unit="iteration",
                                 per_iteration=True))

@@ -249,9 +249,9 @@ def train_benchmark_files(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def train_benchmark_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
-    """The rows of one training-throughput results file as a table (images/s with the model alone and
-    with the data pipeline, the slowdown the pipeline adds, TFLOP/s and share of peak on CUDA), and the
-    file's provenance and settings.
+    """The rows of one training-throughput results file as a table (precision, images/s with the model
+    alone and with the data pipeline, the slowdown the pipeline adds, TFLOP/s and share of peak on CUDA),
+    and the file's provenance and settings.
 
     Raises:
         ValueError: the file is not a ``bench_train`` results file (the message names it).
@@ -263,7 +263,7 @@ def train_benchmark_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     if data.get("benchmark") != "bench_train" or not isinstance(data.get("rows"), list):
         raise ValueError(f"{path}: not a bench_train results file (no 'benchmark': 'bench_train' and 'rows')")
     columns = {"chapter": "chapter", "scale": "scale", "backbone": "backbone", "input": "input",
-               "batch": "batch", "model_images_per_s": "model only (img/s)",
+               "batch": "batch", "precision": "precision", "model_images_per_s": "model only (img/s)",
                "pipeline_images_per_s": "with data pipeline (img/s)",
                "pipeline_slowdown": "pipeline slowdown",
                "tflops": "TFLOP/s", "peak_share": "share of peak"}

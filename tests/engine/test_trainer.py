@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import pytest
 import torch
@@ -169,10 +170,12 @@ class ConvReID(nn.Module):
         self.conv = nn.Conv2d(3, 6, 3, padding=1)
         self.classifier = nn.Linear(6, 4)
         self.seen_channels_last: list[bool] = []
+        self.seen_dtypes: list[torch.dtype] = []
 
     def forward(self, x):
         self.seen_channels_last.append(x.is_contiguous(memory_format=torch.channels_last))
         m = torch.relu(self.conv(x))
+        self.seen_dtypes.append(m.dtype)
         f = m.mean((2, 3))
         return ReIDOutput(logits=[self.classifier(f)], features=[f], feature_maps=[m], embedding=f)
 
@@ -276,6 +279,36 @@ def test_no_gradient_scaling_without_float16_autocast(tmp_path):
     again = Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(epochs=3, amp_dtype="bfloat16"), tmp_path)
     again.fit(resume=True)  # the saved (empty) scaler state loads
     assert again.epoch == 3
+
+
+def test_cpu_bf16_runs_the_convolutions_in_bf16_and_keeps_float32_weights(tmp_path):
+    runs = {}
+    for flag in (False, True, "again"):
+        torch.manual_seed(0)
+        t = Trainer(ConvReID(), ce_loss, tensor_loader(8), cfg(cpu_bf16=bool(flag), channels_last=True),
+                    tmp_path / str(flag))
+        history = t.fit()
+        assert t.use_amp == bool(flag) and not t.scaler.is_enabled()  # bf16 needs no gradient scaling
+        assert set(t.model.seen_dtypes) == {torch.bfloat16 if flag else torch.float32}
+        assert t.model.conv.weight.dtype == torch.float32
+        assert all(torch.isfinite(torch.tensor(e["loss"])) for e in history.epochs)
+        runs[flag] = t.model.conv.weight.detach()
+    # the same training up to bf16's 8-bit mantissa, not another one
+    torch.testing.assert_close(runs[True], runs[False], rtol=0.0, atol=2e-2)
+    assert not torch.equal(runs[True], runs[False])
+    assert torch.equal(runs[True], runs["again"])  # bf16 runs repeat exactly, as float32 ones do
+
+
+def test_cpu_bf16_without_native_bf16_warns(tmp_path, monkeypatch):
+    from reidlib.engine import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(cpu_bf16=True), tmp_path)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(LinearReID(), ce_loss, tensor_loader(8), cfg(cpu_bf16=True), tmp_path / "native")
 
 
 def test_compiled_model_trains_like_the_plain_one(tmp_path):

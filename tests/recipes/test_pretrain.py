@@ -66,7 +66,8 @@ def test_names_keys_and_scales():
     assert re.fullmatch(r"[0-9a-f]{12}", SMOKE.key)
     assert SMOKE.key == dataclasses.replace(SMOKE).key  # a pure function of the config
     assert len({dataclasses.replace(SMOKE, **change).key for change in
-                ({}, {"seed": 1}, {"epochs": 2}, {"lr": 1e-3}, {"population_seed": 1})}) == 5
+                ({}, {"seed": 1}, {"epochs": 2}, {"lr": 1e-3}, {"population_seed": 1},
+                 {"cpu_bf16": True})}) == 6
     assert json.loads(json.dumps(SMOKE.as_dict()))["lr_milestones"] == []
     assert pretrain.trunk_config("cpu", 34, 8).name == "resnet34w8"
     with pytest.raises(ValueError, match="'full'"):
@@ -188,6 +189,26 @@ def test_missing_record_is_rebuilt_with_a_message(cache, tmp_path, calls, capsys
     pretrain.trunk_file(SMOKE, root=cache, results_root=tmp_path / "results")
     assert str(record_path) in capsys.readouterr().out
     assert calls == [SMOKE.key] and pretrain.cache_problem(SMOKE, cache) is None
+
+
+def test_trunks_of_one_population_and_size_share_one_rendering(monkeypatch):
+    rendered: list[tuple[int, int]] = []
+
+    class World:
+        def __init__(self, cfg):
+            self.size = (cfg.height, cfg.width)
+
+        def precache(self, splits, progress=True):
+            rendered.append(self.size)
+
+    monkeypatch.setattr(pretrain, "population", World)
+    monkeypatch.setattr(pretrain, "_RENDERED", {})
+    r18 = pretrain.rendered_population(SMOKE)
+    assert pretrain.rendered_population(dataclasses.replace(SMOKE, depth=10)) is r18  # another depth
+    assert pretrain.rendered_population(dataclasses.replace(SMOKE, cpu_bf16=True)) is r18
+    other = pretrain.rendered_population(dataclasses.replace(SMOKE, height=32, width=16))
+    assert other is not r18 and rendered == [(64, 32), (32, 16)]
+    assert len(pretrain._RENDERED) == 1  # one world held at a time
 
 
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
