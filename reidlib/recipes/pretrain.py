@@ -132,8 +132,9 @@ class PretrainConfig:
 #: The pre-training of each scale for the chapters' default backbone (quarter-width ResNet-18 at cpu);
 #: :func:`trunk_config` changes depth and width. ``smoke`` takes seconds on the ``tiny`` population. At
 #: ``cpu``, 20 epochs instead of 14 (LR step after 15 instead of 10) lifted both chapter baselines over
-#: three seeds (in float32, before ``cpu_bf16``): CAMA's IDE+BN from 38.7 +- 0.7 to 41.3 +- 0.9 mAP, Re-ID done right's main run from
-#: 31.4 +- 0.5 to 33.2 +- 0.5 (drawn at 64x32 and up-scaled then; at the trunk's 128x64, as now, 41.8 +- 0.4).
+#: three seeds (in float32, before ``cpu_bf16``): CAMA's IDE+BN from 38.7 +- 0.7 to 41.3 +- 0.9 mAP, Re-ID
+#: done right's main run from 31.4 +- 0.5 to 33.2 +- 0.5 (drawn at 64x32 and up-scaled then; at the
+#: trunk's 128x64, as now, 41.8 +- 0.4).
 SCALE_CONFIGS: dict[str, PretrainConfig] = {
     "smoke": PretrainConfig(scale="smoke", base_width=8, population="tiny", height=64, width=32, epochs=1,
                             batch_size=16, lr_milestones=(), pad=4),
