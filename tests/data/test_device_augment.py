@@ -15,31 +15,34 @@ from reidlib.data.samplers import RandomIdentitySampler
 from reidlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
-def _pil_reference(image: Image.Image, flip: bool, offset, erase, pad: int) -> torch.Tensor:
+def _pil_reference(image: Image.Image, flip: bool, offset, erase, pad: int, normalize: bool = True
+                   ) -> torch.Tensor:
     """The PIL path of build_train_transform with its random choices fixed."""
     h, w = image.height, image.width
     if flip:
         image = TF.hflip(image)
     if pad:
         image = TF.crop(T.Pad(pad)(image), int(offset[0]), int(offset[1]), h, w)
-    x = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)(T.ToTensor()(image))
+    x = T.ToTensor()(image)
+    x = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)(x) if normalize else x
     top, left, eh, ew = (int(v) for v in erase)
     return TF.erase(x, top, left, eh, ew, 0.0) if eh else x
 
 
-@pytest.mark.parametrize("pad", [0, 3])
-def test_batched_augment_equals_pil(pad):
+@pytest.mark.parametrize(("pad", "erasing", "normalize"), [(0, 1.0, True), (3, 1.0, True), (3, 0.0, True),
+                                                          (3, 1.0, False)])
+def test_batched_augment_equals_pil(pad, erasing, normalize):
     rng = np.random.default_rng(0)
     arrays = rng.integers(0, 256, (6, 16, 8, 3), dtype=np.uint8)
     images = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
-    aug = DeviceAugment(flip=True, pad=pad, random_erasing=1.0)
+    aug = DeviceAugment(flip=True, pad=pad, random_erasing=erasing, normalize=normalize)
     params = aug.draw(6, 16, 8, torch.Generator().manual_seed(1))
     params.flips[:2] = torch.tensor([True, False])  # both branches present
     out = aug.apply(images, params)
     assert out.shape == (6, 3, 16, 8) and out.dtype == torch.float32
     for i in range(6):
         ref = _pil_reference(Image.fromarray(arrays[i]), bool(params.flips[i]), params.offsets[i],
-                             params.erase[i], pad)
+                             params.erase[i], pad, normalize)
         assert torch.allclose(out[i], ref, atol=1e-5), i
 
 
