@@ -134,7 +134,12 @@ class PretrainConfig:
 #: ``cpu``, 20 epochs instead of 14 (LR step after 15 instead of 10) lifted both chapter baselines over
 #: three seeds (in float32, before ``cpu_bf16``): CAMA's IDE+BN from 38.7 +- 0.7 to 41.3 +- 0.9 mAP, Re-ID
 #: done right's main run from 31.4 +- 0.5 to 33.2 +- 0.5 (drawn at 64x32 and up-scaled then; at the
-#: trunk's 128x64, as now, 41.8 +- 0.4).
+#: trunk's 128x64, as now, 41.8 +- 0.4). The ResNet-18 trunk is compute-bound on 2 cores (~880 img/s in
+#: the run against ~930 for the network alone). Progressive resizing, tried to make it cheaper (epochs 1-16
+#: on 64x32 images, 17-20 on 128x64, batch-wise augmentation), took 421 s instead of 617 s but cost the
+#: fine-tuned baselines about 9 points: CAMA's IDE+BN 31.8 +- 0.3 mAP over three seeds, Re-ID done
+#: right's main run 31.6 (seed 0); the trunk never recovered from the change of size (train accuracy 86%
+#: after it against 92%).
 SCALE_CONFIGS: dict[str, PretrainConfig] = {
     "smoke": PretrainConfig(scale="smoke", base_width=8, population="tiny", height=64, width=32, epochs=1,
                             batch_size=16, lr_milestones=(), pad=4),
