@@ -57,6 +57,9 @@ class FreezeParameters(Callback):
             during the phase; a BatchNorm counts as frozen when none of its parameters is trainable.
     """
 
+    #: The trainer reads this: under DDP the frozen parameters' gradients must not be waited for.
+    changes_trainable_parameters = True
+
     def __init__(self, model: nn.Module, trainable: Callable[[str], bool], epochs: int,
                  freeze_bn: bool = False) -> None:
         if epochs < 0:

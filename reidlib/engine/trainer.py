@@ -147,7 +147,9 @@ class Trainer:
             config. Resuming requires the same ``record`` and the same ``cfg`` (except ``epochs``,
             ``progress`` and ``checkpoint_every``), so a changed experiment never continues a stale run.
         sync_batchnorm, find_unused_parameters: data-parallel options (only in a process group; see
-            :func:`reidlib.engine.distributed.wrap_model`).
+            :func:`reidlib.engine.distributed.wrap_model`). A callback with a true
+            ``changes_trainable_parameters`` (:class:`~reidlib.engine.callbacks.FreezeParameters`) turns on
+            ``find_unused_parameters``.
 
     ``forward_fn`` receives the model as trained: the ``DistributedDataParallel`` wrapper in a process
     group (its ``.module`` is the model), the model itself otherwise.
@@ -173,8 +175,12 @@ class Trainer:
         self.is_main = distributed.is_main_process()
         if cfg.channels_last and distributed.is_distributed():  # DDP's gradient buckets follow the layout
             self.model.to(memory_format=torch.channels_last)
+        # DDP waits for a gradient of every parameter that trained when it was wrapped; a phase that
+        # freezes some of them (CAMA's classifier warm-up) would stall it without unused-parameter search.
+        callbacks = list(callbacks)
+        freezes = any(getattr(cb, "changes_trainable_parameters", False) for cb in callbacks)
         self.trained_model = distributed.wrap_model(self.model, self.device, sync_batchnorm,
-                                                    find_unused_parameters)
+                                                    find_unused_parameters or freezes)
         if self.trained_model is not self.model and sync_batchnorm:
             self.model = self.trained_model.module
         if cfg.compile:

@@ -1,10 +1,12 @@
 """One process of the DDP tests (tests/engine/test_distributed.py), started by torchrun or plainly.
 
-``python ddp_worker.py OUT EPOCHS [--separate] [--triplet]``: trains a BN-free model on random images with
-the engine's Trainer (2 ranks when torchrun starts it), global batch 16 from a P x K sampler, plain SGD, and
-writes into OUT what the test compares: every rank's pids per step, rank 0's final weights and history.
-With ``--separate`` each rank trains into its own folder ``OUT/rank<r>`` (to see who writes); with
-``--triplet`` a batch-hard triplet loss is added to the cross-entropy.
+``python ddp_worker.py OUT EPOCHS [--separate] [--triplet] [--freeze]``: trains a BN-free model on random
+images with the engine's Trainer (2 ranks when torchrun starts it), global batch 16 from a P x K sampler,
+plain SGD, and writes into OUT what the test compares: every rank's pids per step, rank 0's final weights
+and history. With ``--separate`` each rank trains into its own folder ``OUT/rank<r>`` (to see who
+writes); with ``--triplet`` a batch-hard triplet loss is added to the cross-entropy; with ``--freeze`` only
+the classifier trains in the first epoch (:class:`~reidlib.engine.callbacks.FreezeParameters`, CAMA's
+warm-up phase).
 """
 
 import json
@@ -17,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from reidlib.data.samplers import DistributedIdentitySampler
 from reidlib.engine import distributed
+from reidlib.engine.callbacks import FreezeParameters
 from reidlib.engine.config import OptimizerConfig, ScheduleConfig, TrainConfig
 from reidlib.engine.trainer import Trainer
 from reidlib.losses.triplet import BatchHardTripletLoss
@@ -50,17 +53,19 @@ class NoBatchNorm(nn.Module):
 
 
 class RecordingTrainer(Trainer):
-    """Keeps the gradients of the first optimizer step (after DDP's all-reduce)."""
+    """Keeps the gradients of the first optimizer step (after DDP's all-reduce; a frozen parameter has
+    none)."""
 
     first_grads = None
 
     def _optimizer_step(self):
         if self.first_grads is None:
-            self.first_grads = {n: p.grad.clone() for n, p in self.model.named_parameters()}
+            self.first_grads = {n: p.grad.clone() for n, p in self.model.named_parameters()
+                                if p.grad is not None}
         super()._optimizer_step()
 
 
-def main(out: Path, epochs: int, separate: bool, with_triplet: bool) -> None:
+def main(out: Path, epochs: int, separate: bool, with_triplet: bool, freeze: bool) -> None:
     distributed.init_from_env("cpu")
     rank = distributed.rank()
     sampler = DistributedIdentitySampler(PIDS, 16, 4, seed=1, rank=rank, world_size=distributed.world_size())
@@ -83,7 +88,10 @@ def main(out: Path, epochs: int, separate: bool, with_triplet: bool) -> None:
                                                                weight_decay=0.0),
                       schedule=ScheduleConfig(kind="constant"), seed=0, progress="none")
     folder = out / f"rank{rank}" if separate else out
-    trainer = RecordingTrainer(NoBatchNorm(), loss_fn, loader, cfg, folder)
+    model = NoBatchNorm()
+    warmup = FreezeParameters(model, trainable=lambda name: name.startswith("fc."), epochs=1)
+    callbacks = [warmup] if freeze else []
+    trainer = RecordingTrainer(model, loss_fn, loader, cfg, folder, callbacks=callbacks)
     trainer.fit(resume=True)
     (out / f"pids_rank{rank}_epochs{epochs}.json").write_text(json.dumps(seen))
     if rank == 0:
@@ -93,4 +101,5 @@ def main(out: Path, epochs: int, separate: bool, with_triplet: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), "--separate" in sys.argv, "--triplet" in sys.argv)
+    main(Path(sys.argv[1]), int(sys.argv[2]), "--separate" in sys.argv, "--triplet" in sys.argv,
+         "--freeze" in sys.argv)

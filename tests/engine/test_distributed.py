@@ -40,6 +40,8 @@ def runs(tmp_path_factory):
     _run(root / "separate", 1, 2, "--separate")
     _run(root / "single_triplet", 2, 1, "--triplet")
     _run(root / "ddp_triplet", 2, 2, "--triplet")
+    _run(root / "single_freeze", 2, 1, "--freeze")
+    _run(root / "ddp_freeze", 2, 2, "--freeze")
     return root
 
 
@@ -71,6 +73,23 @@ def test_a_batch_hard_triplet_loss_is_mined_in_the_global_batch(runs):
     assert min(e["triplet"] for e in h1) > 0  # the triplet term is active, so the test shows something
     plain = _load(runs / "single/first_grads_epochs2.pt")
     assert not torch.allclose(plain["conv.weight"], single["conv.weight"], atol=1e-6)
+
+
+def test_a_phase_that_freezes_parameters_trains_as_in_one_process(runs):
+    # CAMA's warm-up: only the classifier trains in epoch 1, then everything; DDP must not wait for the
+    # gradients of the frozen convolution
+    single = _load(runs / "single_freeze/first_grads_epochs2.pt")
+    ddp = _load(runs / "ddp_freeze/first_grads_epochs2.pt")
+    assert single.keys() == ddp.keys() == {"fc.weight", "fc.bias"}  # the convolution was frozen
+    for name in single:
+        assert torch.allclose(single[name], ddp[name], atol=1e-6, rtol=1e-5), name
+    w1, w2 = _load(runs / "single_freeze/weights_epochs2.pt"), _load(runs / "ddp_freeze/weights_epochs2.pt")
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+    h1 = json.loads((runs / "single_freeze/history_epochs2.json").read_text())
+    h2 = json.loads((runs / "ddp_freeze/history_epochs2.json").read_text())
+    assert [e["loss"] for e in h1] == pytest.approx([e["loss"] for e in h2], rel=1e-5)
+    plain = _load(runs / "single/weights_epochs2.pt")
+    assert not torch.allclose(plain["conv.weight"], w1["conv.weight"], atol=1e-6)  # the phase mattered
 
 
 def test_gathering_without_a_process_group_is_the_identity():
