@@ -12,8 +12,9 @@ MATHJAX := book/_static_vendor/mathjax/tex-mml-chtml.js
 # Build (or reuse from .cache/pretrain) the pre-trained SynthReID trunks of a scale: $(call PRETRAIN,cpu).
 PRETRAIN = $(PY) -m reidlib pretrain --scale $(1) $(if $(DEVICE),--device $(DEVICE))
 # make reproduce writes into _build/reproduce only: its own trunk cache (so the trunks are trained again and
-# their results files compared too) and its own results root.
-REPRODUCE_ENV = REIDLIB_CACHE=$(CURDIR)/_build/reproduce/cache REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results
+# their results files compared too), its own results root and its own run folders (weights, checkpoints).
+REPRODUCE_ENV = REIDLIB_CACHE=$(CURDIR)/_build/reproduce/cache REIDLIB_RESULTS=$(CURDIR)/_build/reproduce/results \
+	REIDLIB_RUNS=$(CURDIR)/_build/reproduce/runs
 # The Jupyter kernel of the project's environment; the notebooks ask for it by this name.
 KERNEL := reid-book
 KERNEL_DISPLAY := Python (reid-book)

@@ -25,6 +25,7 @@ extras). The book page *Writing a chapter* shows the smallest complete example.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from reidlib.atomic import atomic_write
+from reidlib.atomic import atomic_write, atomic_write_json
 from reidlib.data.dataset import ImageDataset
 from reidlib.data.device_augment import DeviceAugment, DeviceImageBank, DeviceLoader
 from reidlib.data.records import Record, ReIDSplits
@@ -55,6 +56,7 @@ from reidlib.results.store import (
     RunOutcome,
     RunRecord,
     config_defaults,
+    config_differences,
     reusable_run,
     run_or_reuse,
     to_jsonable,
@@ -75,6 +77,8 @@ M = TypeVar("M", bound=nn.Module)
 #: Weights of a finished run, in its run folder (the trainer's resumable ``latest.pt`` is removed once the
 #: results file is written).
 WEIGHTS_FILE = "model.pt"
+#: Beside the trainer's ``latest.pt``: what the interrupted training was (config with the trunk's key, data).
+IDENTITY_FILE = "run_identity.json"
 SYNTHREID = "synthreid"
 
 
@@ -594,6 +598,7 @@ def train_run(
         if main:
             folder.mkdir(parents=True, exist_ok=True)
             weights.unlink(missing_ok=True)  # never leave another config's weights beside a new training
+            drop_stale_checkpoint(folder, {"config": config, "data_identity": ctx.data.identity})
         distributed.barrier()
         _ensure_trunk(cfg, ctx.device)  # pre-training draws random numbers: never between seeding and build
         seed_everything(int(seed))
@@ -633,6 +638,33 @@ def train_run(
     elif main:
         (folder / "latest.pt").unlink(missing_ok=True)
     return ChapterRun(name, cfg, record, trained["model"].cpu())
+
+
+def drop_stale_checkpoint(folder: Path, identity: Mapping[str, Any]) -> None:
+    """Before training in run ``folder``: remove the trainer's ``latest.pt`` when it was written for
+    another ``identity`` (the stored config with the pre-trained trunk's key, and the data's identity),
+    or when nothing says what it was written for; then record ``identity`` for the next attempt.
+
+    The trainer resumes a checkpoint of the same config (:meth:`~reidlib.engine.trainer.Trainer.
+    fit_or_resume`), but a recipe's config does not name the trunk or the data: without this, a run
+    interrupted on another trunk would be continued as if it were this one.
+    """
+    current = json.loads(json.dumps(to_jsonable(dict(identity), "run identity"), sort_keys=True))
+    latest, marker = folder / "latest.pt", folder / IDENTITY_FILE
+    if latest.is_file():
+        try:
+            saved = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if saved != current:
+            if saved is None:
+                why = f"no readable {IDENTITY_FILE} says what it was trained for"
+            else:
+                diffs = config_differences(saved, current)
+                why = "it was trained for another run (" + "; ".join(diffs[:3]) + ")"
+            print(f"not resuming {latest}: {why}; training from the start", flush=True)
+            latest.unlink()
+    atomic_write_json(marker, current)
 
 
 def evaluation_run(

@@ -154,6 +154,46 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
     assert len(run.record.history) == cfg.epochs and run.record.config["lr"] == 0.02
 
 
+class EpochsRun(Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_epoch_start(self, trainer, epoch):
+        self.epochs.append(epoch)
+
+
+@pytest.mark.parametrize("marker", ["another trunk", "missing"])
+def test_a_checkpoint_of_another_trunk_is_not_resumed(tmp_path, capsys, marker):
+    # the recipe's config does not name the pre-trained trunk: the run folder's identity file does
+    cfg = dataclasses.replace(CONFIGS["cpu"], epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_ctx(tmp_path), cfg, callbacks=[Crash(2)])
+    folder = tmp_path / "runs" / "toy_chapter" / "cpu" / "run"
+    identity = json.loads((folder / chapter.IDENTITY_FILE).read_text())
+    assert identity["data_identity"] == _ctx(tmp_path).data.identity and identity["config"]["epochs"] == 3
+    if marker == "missing":
+        (folder / chapter.IDENTITY_FILE).unlink()
+    else:  # as if it had been interrupted while training from another trunk
+        identity["config"]["pretrained_trunk"] = "0123456789ab"
+        (folder / chapter.IDENTITY_FILE).write_text(json.dumps(identity))
+    capsys.readouterr()
+    seen = EpochsRun()
+    _run(_ctx(tmp_path), cfg, callbacks=[seen])
+    out = capsys.readouterr().out
+    assert seen.epochs == [0, 1, 2]  # trained from the start, not resumed after epoch 1
+    assert "not resuming" in out
+    assert ("config.pretrained_trunk" if marker != "missing" else chapter.IDENTITY_FILE) in out
+
+
+def test_an_interrupted_run_of_the_same_identity_resumes(tmp_path, capsys):
+    cfg = dataclasses.replace(CONFIGS["cpu"], epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(_ctx(tmp_path), cfg, callbacks=[Crash(2)])
+    seen = EpochsRun()
+    _run(_ctx(tmp_path), cfg, callbacks=[seen])
+    assert seen.epochs == [1, 2] and "not resuming" not in capsys.readouterr().out  # after its epoch 1
+
+
 def test_evaluation_run_records_its_source(tmp_path):
     ctx = _ctx(tmp_path)
     rec = chapter.evaluation_run(ctx, "derived", {"scale": "smoke", "seed": 0, "x": 1},
