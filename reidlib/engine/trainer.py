@@ -189,7 +189,7 @@ class Trainer:
         self.train_loader = train_loader
         self.cfg = cfg
         self.out_dir = Path(out_dir)
-        self.callbacks = list(callbacks)
+        self.callbacks = callbacks
         self.forward_fn = forward_fn or default_forward
         self.record = dict(record or {})
 

@@ -649,7 +649,7 @@ def drop_stale_checkpoint(folder: Path, identity: Mapping[str, Any]) -> None:
     fit_or_resume`), but a recipe's config does not name the trunk or the data: without this, a run
     interrupted on another trunk would be continued as if it were this one.
     """
-    current = json.loads(json.dumps(to_jsonable(dict(identity), "run identity"), sort_keys=True))
+    current = json.loads(json.dumps(to_jsonable(dict(identity), "run identity")))
     latest, marker = folder / "latest.pt", folder / IDENTITY_FILE
     if latest.is_file():
         try:
