@@ -1,16 +1,16 @@
 """One figure of each kind on SynthReID, for the book's protocol page.
 
 :func:`demo_figures` takes any reidlib model (trained on SynthReID images of the dataset's size) and
-writes:
+writes (pictures as ``.jpg``, plots as ``.png``: :func:`reidlib.figures.formats.save_figure`):
 
-- ``cam.png``: CAMs of each branch for images of one training identity, with the ground-truth cue
+- ``cam``: CAMs of each branch for images of one training identity, with the ground-truth cue
   outlines (seed 000, Fig. 1c);
-- ``ram_ranked_list.png``: a query, its top gallery images, their RAMs and the AP (seed 000, Fig. 4/8);
-- ``ranked_lists.png``: plain ranked lists with AP and number of relevant images (seed 001, Fig. 4);
-- ``gradcam_matching.png``: matching regions of a query and its best true match (seed 001, Fig. 5);
-- ``gradcam_implicit.png``: implicit attention over images of two identities (seed 001, Fig. 6);
-- ``tsne.png``: t-SNE of look-alike identities with thumbnails (seed 000, Fig. 7);
-- ``scores.png`` and ``scores.csv``: energy of CAM, RAM and Grad-CAM on identity cues vs chance.
+- ``ram_ranked_list``: a query, its top gallery images, their RAMs and the AP (seed 000, Fig. 4/8);
+- ``ranked_lists``: plain ranked lists with AP and number of relevant images (seed 001, Fig. 4);
+- ``gradcam_matching``: matching regions of a query and its best true match (seed 001, Fig. 5);
+- ``gradcam_implicit``: implicit attention over images of two identities (seed 001, Fig. 6);
+- ``tsne``: t-SNE of look-alike identities with thumbnails (seed 000, Fig. 7);
+- ``scores`` and ``scores.csv``: energy of CAM, RAM and Grad-CAM on identity cues vs chance.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from reidlib.explain.ranked_list import RankedRow, plot_ranked_lists, rank_query
 from reidlib.explain.score_plots import plot_explanation_scores
 from reidlib.explain.scores import cue_label_names, explanation_scores, summarize_scores
 from reidlib.explain.tsne import plot_tsne, tsne_embedding
+from reidlib.figures.formats import save_figure
 
 __all__ = ["demo_figures"]
 
@@ -67,8 +68,8 @@ def _cue_mask(cues: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return np.isin(cues, labels) if labels else cues > 0
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path)
+def _save(fig: plt.Figure, stem: Path) -> Path:
+    path = save_figure(fig, stem)
     plt.close(fig)
     return path
 
@@ -132,7 +133,7 @@ def demo_figures(
             title=f"CAM of training identity {pid} (its own class) on its images\n"
                   f"white outlines: the cues that tell it from its look-alikes ({cue_text})",
             column_titles=[f"cam {s.camid + 1}, {s.view}" for s in train_samples],
-            contours=[_cue_mask(s.cues, distinctive) for s in train_samples]), out / "cam.png")
+            contours=[_cue_mask(s.cues, distinctive) for s in train_samples]), out / "cam")
 
     # ---- retrieval over the test split ----------------------------------------------------------------
     query = [synth.render(r.path) for r in splits.query]
@@ -161,7 +162,7 @@ def demo_figures(
                    label=f"query pid {query[q].pid}, cam {query[q].camid + 1}")
          for q in chosen],
         title="Ranked lists on SynthReID (L2-normalised embedding, Euclidean distance)"),
-        out / "ranked_lists.png")
+        out / "ranked_lists")
 
     # ---- RAM: one query; per branch ranked by that branch's feature (seed 000, Fig. 4 and 8) -----------
     q = chosen[0]
@@ -184,7 +185,7 @@ def demo_figures(
     paths["ram_ranked_list"] = _save(plot_ranked_lists(
         ram_rows, map_label="RAM",
         title=f"Ranking activation maps, query pid {query[q].pid} (ranked by the GAP features RAM explains)"),
-        out / "ram_ranked_list.png")
+        out / "ram_ranked_list")
 
     # ---- Grad-CAM: matching regions and implicit attention (seed 001, Fig. 5 and 6) --------------------
     # The closest true match of the query (same identity, other camera), whether or not it made the top-k.
@@ -194,7 +195,7 @@ def demo_figures(
     paths["gradcam_matching"] = _save(plot_matching_regions(
         query[q].image, gallery[match].image,
         regions, title=f"Matching regions: query pid {query[q].pid} and a true match"),
-        out / "gradcam_matching.png")
+        out / "gradcam_matching")
 
     test_pids = [p for p in dict.fromkeys(s.pid for s in gallery) if p > 0][:2]
     implicit_samples = [s for p in test_pids for s in [g for g in gallery if g.pid == p][:4]]
@@ -205,7 +206,7 @@ def demo_figures(
                                     "dimensions\n(white outlines: the identity's distinctive cues)",
         column_titles=[f"pid {s.pid}, cam {s.camid + 1}" for s in implicit_samples],
         contours=[_cue_mask(s.cues, synth.distinctive_cues(s.pid)) for s in implicit_samples]),
-        out / "gradcam_implicit.png")
+        out / "gradcam_implicit")
 
     # ---- t-SNE of look-alike identities (seed 000, Fig. 7) ---------------------------------------------
     alike = set(synth.look_alike_pids("test", n_families=3))
@@ -214,7 +215,7 @@ def demo_figures(
     paths["tsne"] = _save(plot_tsne(points, [gallery[i].pid for i in pool],
                                     images=[gallery[i].image for i in pool],
                                     title="t-SNE of three families of look-alike identities (gallery)"),
-                          out / "tsne.png")
+                          out / "tsne")
 
     # ---- explanation scores ------------------------------------------------------------------------------
     items = query[:max_score_images]
@@ -226,7 +227,7 @@ def demo_figures(
     paths["scores_csv"] = out / "scores.csv"
     title = f"Where do the explanations point? ({len(items)} query images"
     title += "; CAM of the predicted class)" if cams is not None else ")"
-    paths["scores"] = _save(plot_explanation_scores(summary, title=title), out / "scores.png")
+    paths["scores"] = _save(plot_explanation_scores(summary, title=title), out / "scores")
     paths["choices"] = out / "choices.json"
     choices = {"query_index": int(chosen[0]), "cam_pid": int(pid) if cams is not None else None}
     paths["choices"].write_text(json.dumps(choices))

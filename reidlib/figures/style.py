@@ -12,6 +12,8 @@ from __future__ import annotations
 import matplotlib
 import matplotlib.pyplot as plt
 
+from reidlib.figures.formats import use_compact_figure_formats
+
 #: Okabe & Ito's colour-blind-safe categorical palette (black last: use it for "other").
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 #: Heat-map colormap for CAM / RAM / Grad-CAM overlays (perceptually uniform, readable in grey).
@@ -41,8 +43,10 @@ _RC = {
 
 
 def use_book_style() -> None:
-    """Apply the book's matplotlib settings globally (idempotent)."""
+    """Apply the book's matplotlib settings globally, and in a notebook embed picture figures as JPEG
+    (:mod:`reidlib.figures.formats`). Idempotent."""
     plt.rcParams.update(_RC)
+    use_compact_figure_formats()
 
 
 def category_colors(n: int) -> list[str]:

@@ -21,6 +21,9 @@ def test_demo_writes_every_figure(tmp_path):
     assert set(paths) == expected
     for name, path in paths.items():
         assert path.exists() and (name == "choices" or path.stat().st_size > 1000)
+    # pictures are stored as JPEG, the score bars as PNG
+    assert {paths[n].suffix for n in ("cam", "ram_ranked_list", "ranked_lists", "tsne")} == {".jpg"}
+    assert paths["scores"].suffix == ".png"
     assert json.loads(paths["choices"].read_text())["query_index"] == 1
     summary = pd.read_csv(paths["scores_csv"])
     assert set(summary["method"]) == {"cam", "ram", "gradcam"}
