@@ -8,7 +8,8 @@ common. Their mean and a Student-t interval over seeds,
     mean(d) +- t_{(1 + c) / 2, n - 1} * sd(d) / sqrt(n)          (c = 0.95 by default)
 
 decide the verdict: **reproduced** when the whole interval lies above the claim's margin, **contradicted**
-when it lies entirely below zero (the other direction), **inconclusive** when it straddles, or when fewer
+when it lies entirely below zero (the other direction; below the margin itself for a negative margin, a
+claim of closeness), **inconclusive** when it straddles, or when fewer
 than ``min_seeds`` paired seeds exist (no claim is decided by one or two seeds), and **not yet run** when an
 arm has no result at all.
 
